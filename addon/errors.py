@@ -1,0 +1,78 @@
+"""The two ways things go wrong: a bad rules file, and a token we could not get."""
+
+from __future__ import annotations
+
+
+class RulesError(ValueError):
+    """A problem in a rules file, located by file, rule and field.
+
+    The message never quotes a value that could be a secret.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        rule: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.rule = rule
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = [self.file]
+        if self.rule is not None:
+            where.append(f"rule {self.rule}")
+        if self.field is not None:
+            where.append(f"field '{self.field}'")
+        return f"{': '.join(where)}: {self.message}"
+
+
+class TokenError(Exception):
+    """The token endpoint did not give us a usable token.
+
+    Carries the RFC 6749 §5.2 error fields when the endpoint sent them. The
+    message never contains a secret or a token: response bodies are described
+    (type, size), never quoted.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+        error_uri: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.error = error
+        self.error_description = error_description
+        self.error_uri = error_uri
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.error:
+            parts.append(f"error={self.error!r}")
+        if self.error_description:
+            parts.append(f"error_description={self.error_description!r}")
+        if self.error_uri:
+            parts.append(f"error_uri={self.error_uri!r}")
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict[str, str | int]:
+        """The error as JSON-ready fields, omitting what the endpoint did not send."""
+        fields: dict[str, str | int | None] = {
+            "message": self.message,
+            "token_endpoint_status": self.status,
+            "token_endpoint_error": self.error,
+            "token_endpoint_error_description": self.error_description,
+            "token_endpoint_error_uri": self.error_uri,
+        }
+        return {k: v for k, v in fields.items() if v is not None}

@@ -1,0 +1,145 @@
+"""Token responses (RFC 6749 §5.1, §5.2): what a token endpoint's answer means.
+
+Follows golang.org/x/oauth2's `internal/token.go`: JSON, or form-encoded and
+`text/plain` bodies; `expires_in` as a number or a numeric string; the
+`token_type` normalised. Unlike it, anything that is not a clean answer is a
+`TokenError`, so nothing odd ends up cached.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from addon.errors import TokenError
+from addon.secret import Secret
+
+MAX_EXPIRES_IN = 2**31 - 1
+"""golang/oauth2 caps `expires_in` here too."""
+
+MAX_ERROR_FIELD = 500
+"""Longest error field we pass on; an endpoint's error page is not a description."""
+
+_KNOWN_TOKEN_TYPES = {"bearer": "Bearer", "mac": "MAC", "basic": "Basic"}
+_FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain")
+# RFC 9110 token characters for the scheme; visible ASCII for the credentials.
+_SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+
+
+@dataclass(frozen=True)
+class Token:
+    access_token: Secret
+    token_type: str = "Bearer"
+    expires_in: int | None = None
+    """Seconds, as the endpoint sent it; None when it sent none (or 0)."""
+    scope: str | None = None
+
+    @property
+    def authorization(self) -> str:
+        """The `Authorization` header value. Reveals the token: only for the wire."""
+        return f"{self.token_type} {self.access_token.reveal()}"
+
+
+def parse_token_response(status: int, content_type: str, body: bytes) -> Token:
+    """Turn a token endpoint's answer into a `Token`, or raise `TokenError`."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    fields = _parse_body(media_type, body)
+    errors = _error_fields(fields)
+    if not 200 <= status < 300:
+        raise TokenError(f"token endpoint answered HTTP {status}", status=status, **errors)
+    if fields is None:
+        described = media_type or "no content type"
+        raise TokenError(
+            f"token endpoint answered HTTP {status} with a body that is not a JSON object "
+            f"({described}, {len(body)} bytes)",
+            status=status,
+        )
+    if errors.get("error"):
+        raise TokenError("token endpoint answered with an error", status=status, **errors)
+
+    access_token = fields.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise TokenError("token endpoint response is missing access_token", status=status)
+    if not _HEADER_SAFE.fullmatch(access_token):
+        raise TokenError(
+            "access_token has characters that are not allowed in a header", status=status
+        )
+    scope = fields.get("scope")
+    return Token(
+        access_token=Secret(access_token),
+        token_type=normalise_token_type(fields.get("token_type"), status),
+        expires_in=parse_expires_in(fields.get("expires_in"), status),
+        scope=scope if isinstance(scope, str) and scope else None,
+    )
+
+
+def normalise_token_type(value: object, status: int | None = None) -> str:
+    """`bearer` → `Bearer` (likewise MAC, Basic), missing or empty → `Bearer`, others kept."""
+    if value is None or value == "":
+        return "Bearer"
+    if not isinstance(value, str) or not _SCHEME.fullmatch(value):
+        raise TokenError("token_type is not a valid authentication scheme", status=status)
+    return _KNOWN_TOKEN_TYPES.get(value.lower(), value)
+
+
+def parse_expires_in(value: object, status: int | None = None) -> int | None:
+    """Seconds until expiry, or None when the endpoint did not say (missing, null, 0, "").
+
+    Accepts integers, finite decimals (rounded down) and numeric strings;
+    rejects booleans, NaN, infinities, negatives and anything else, rather
+    than guessing a lifetime.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise TokenError("expires_in is a boolean, not a number", status=status)
+    number: float
+    if isinstance(value, int | float):
+        number = value
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise TokenError("expires_in is not a number", status=status) from None
+    else:
+        raise TokenError("expires_in is not a number", status=status)
+    if not math.isfinite(number):
+        raise TokenError("expires_in is not a finite number", status=status)
+    if number < 0:
+        raise TokenError("expires_in is negative", status=status)
+    seconds = min(int(number), MAX_EXPIRES_IN)
+    return seconds or None
+
+
+def _parse_body(media_type: str, body: bytes) -> dict[str, Any] | None:
+    """The response's fields, or None when the body is not a map of fields."""
+    if media_type in _FORM_TYPES:
+        try:
+            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except (UnicodeDecodeError, ValueError):
+            return None
+    try:
+        document = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _error_fields(fields: dict[str, Any] | None) -> dict[str, str]:
+    """The RFC 6749 §5.2 error fields the endpoint sent, as strings."""
+    if not fields:
+        return {}
+    return {
+        key: str(fields[key])[:MAX_ERROR_FIELD]
+        for key in ("error", "error_description", "error_uri")
+        if fields.get(key) not in (None, "")
+    }

@@ -1,0 +1,149 @@
+"""A real mitmdump process with the addon, on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ADDON = ROOT / "addon" / "client_credentials.py"
+MITMDUMP = Path(sys.executable).parent / "mitmdump"
+# If the token client honoured proxy variables, it would hit this dead port and fail.
+DEAD_PROXY = "http://127.0.0.1:9"
+_LISTENING = re.compile(r"proxy listening at .*?:(\d+)")
+
+
+class Mitmdump:
+    """Starts `mitmdump -s addon/client_credentials.py` and collects everything it prints."""
+
+    def __init__(
+        self,
+        rules_file: Path,
+        confdir: Path,
+        *,
+        options: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        upstream_ca: Path | None = None,
+    ) -> None:
+        self.confdir = confdir
+        args = [
+            str(MITMDUMP),
+            "--listen-host", "127.0.0.1",
+            "--listen-port", "0",
+            "--set", f"confdir={confdir}",
+            "-s", str(ADDON),
+            "--set", f"oauth_rules={rules_file}",
+        ]  # fmt: skip
+        if upstream_ca is not None:
+            args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
+        for name, value in (options or {}).items():
+            args += ["--set", f"{name}={value}"]
+        self.args = args
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")},
+            "HTTP_PROXY": DEAD_PROXY,
+            "HTTPS_PROXY": DEAD_PROXY,
+            "ALL_PROXY": DEAD_PROXY,
+            **(env or {}),
+        }
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.process: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.confdir / "mitmproxy-ca-cert.pem"
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "".join(self.lines)
+
+    def start(self, timeout: float = 30.0) -> Mitmdump:
+        """Start and wait until it listens; raises if it exits first."""
+        self.process = subprocess.Popen(
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=self.env,
+            cwd=ROOT,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        line = self.wait_for_line(_LISTENING, timeout, until_exit=True)
+        if line is None:
+            self.stop()
+            raise RuntimeError(f"mitmdump did not start:\n{self.output}")
+        match = _LISTENING.search(line)
+        assert match
+        self.port = int(match.group(1))
+        return self
+
+    def run_to_exit(self, timeout: float = 30.0) -> int:
+        """For start-up failures: run until mitmdump exits by itself."""
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, text=True, env=self.env, cwd=ROOT,
+        )  # fmt: skip
+        try:
+            out, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        self.lines.append(out)
+        return self.process.returncode
+
+    def _read(self) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for_line(
+        self, pattern: re.Pattern[str], timeout: float = 10.0, *, until_exit: bool = False
+    ) -> str | None:
+        """The first printed line matching `pattern`, waiting up to `timeout` seconds."""
+
+        def found() -> str | None:
+            for line in self.lines:
+                if pattern.search(line):
+                    return line
+            return None
+
+        def ready() -> bool:
+            exited = until_exit and self.process is not None and self.process.poll() is not None
+            return found() is not None or exited
+
+        with self._changed:
+            self._changed.wait_for(ready, timeout)
+            return found()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def __enter__(self) -> Mitmdump:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,150 @@
+"""Real HTTP(S) servers on loopback: an upstream API that echoes, and a token endpoint."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from tests.support.certs import ServerCert
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return ", ".join(values) if values else None
+
+    @property
+    def form(self) -> dict[str, list[str]]:
+        return parse_qs(self.body.decode(), keep_blank_values=True)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    """Seconds the server takes to answer: a slow peer, not a synchronisation."""
+
+    def encoded(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body).encode()
+
+
+Handler = Callable[[Recorded], Reply]
+
+
+class RecordingServer:
+    """A threaded HTTP/1.1 server that records every request and answers with `handler`."""
+
+    def __init__(self, handler: Handler, *, host: str = "127.0.0.1", tls: ServerCert | None = None):
+        self.handler = handler
+        self.requests: list[Recorded] = []
+        self._changed = threading.Condition()
+        server = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                recorded = Recorded(
+                    self.command, self.path, list(self.headers.items()), self.rfile.read(length)
+                )
+                with server._changed:
+                    server.requests.append(recorded)
+                    server._changed.notify_all()
+                reply = server.handler(recorded)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                body = reply.encoded()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_TRACE = _handle
+
+        self._httpd = ThreadingHTTPServer((host, 0), _Handler)
+        self._httpd.daemon_threads = True
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            self.scheme = "https"
+        self.host = host
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def __enter__(self) -> RecordingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[Recorded]:
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise TimeoutError(f"saw {len(self.requests)} of {count} requests")
+            return list(self.requests)
+
+
+def echo(request: Recorded) -> Reply:
+    """The upstream API: tells the client what it received."""
+    return Reply(body={"method": request.method, "path": request.path, "headers": request.headers})
+
+
+class TokenIssuer:
+    """A token endpoint's behaviour: numbered tokens, or whatever a test sets in `reply`."""
+
+    def __init__(self, prefix: str = "token", expires_in: Any = 3600, token_type: str = "bearer"):
+        self.prefix = prefix
+        self.expires_in = expires_in
+        self.token_type = token_type
+        self.reply: Handler | None = None
+        self._numbers = itertools.count(1)
+        self.issued: list[str] = []
+
+    def __call__(self, request: Recorded) -> Reply:
+        if self.reply is not None:
+            return self.reply(request)
+        token = f"{self.prefix}-{next(self._numbers)}"
+        self.issued.append(token)
+        body: dict[str, Any] = {"access_token": token, "token_type": self.token_type}
+        if self.expires_in is not None:
+            body["expires_in"] = self.expires_in
+        return Reply(body=body)
