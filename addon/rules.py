@@ -201,13 +201,15 @@ class _RuleReader:
         )
 
     def credentials(self) -> Credentials:
+        token_url = self.token_url(self.item.get("token_url"))
+        client_id = self.string("client_id", self.item.get("client_id"))
+        secret = self.string("client_secret", self.item.get("client_secret"), secret=True)
         auth_style = self.string("auth_style", self.item.get("auth_style", "auto"))
         if auth_style not in AUTH_STYLES:
             raise self.error("auth_style", f"must be one of {', '.join(AUTH_STYLES)}")
-        secret = self.string("client_secret", self.item.get("client_secret"), secret=True)
         return Credentials(
-            token_url=self.token_url(self.item.get("token_url")),
-            client_id=self.string("client_id", self.item.get("client_id")),
+            token_url=token_url,
+            client_id=client_id,
             client_secret=Secret(secret),
             auth_style=auth_style,
             scopes=self.scopes(self.item.get("scopes")),
@@ -307,10 +309,10 @@ class _RuleReader:
             return ()
         if isinstance(value, str):
             items = self.substitute("scopes", value).split(",")
-        elif isinstance(value, list):
-            items = [self.string("scopes", v) for v in value]
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            items = [self.substitute("scopes", v) for v in value]
         else:
-            raise self.error("scopes", "must be a comma-separated string or a list")
+            raise self.error("scopes", "must be a comma-separated string or a list of strings")
         return tuple(dict.fromkeys(s.strip() for s in items if s.strip()))
 
     def endpoint_params(self, value: object) -> tuple[tuple[str, tuple[str, ...]], ...]:

@@ -1,0 +1,127 @@
+"""Matching a destination to the most specific rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from addon.matching import Destination, RuleIndex, path_has_prefix
+from addon.rules import Credentials, Match, Rule
+from addon.secret import Secret
+
+CREDS = Credentials("https://idp.example/token", "id", Secret("secret"))
+
+
+def rule(name: str, host: str, position: int = 0, **match: object) -> Rule:
+    return Rule(name, Match(host=host, **match), CREDS, position=position)  # type: ignore[arg-type]
+
+
+def dest(url_host: str = "api.example.com", path: str = "/", **kw: object) -> Destination:
+    values = {"scheme": "https", "port": 443, "method": "GET"} | kw
+    return Destination.of(host=url_host, path=path, **values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "path", "expected"),
+    [
+        ("/", "/", True),
+        ("/", "/anything", True),
+        ("/v1", "/v1", True),
+        ("/v1", "/v1/", True),
+        ("/v1", "/v1/x", True),
+        ("/v1", "/v10", False),
+        ("/v1", "/v", False),
+        ("/v1", "/", False),
+        ("/v1/x", "/v1/x/y", True),
+        ("/v1/x", "/v1/xy", False),
+    ],
+)
+def test_path_prefix_respects_segments(prefix, path, expected):
+    assert path_has_prefix(path, prefix) is expected
+
+
+def test_destination_normalises_host_and_drops_query():
+    d = Destination.of("HTTPS", "API.Example.COM.", 443, "/v1/x?token=1", "get")
+    assert d == Destination("https", "api.example.com", 443, "/v1/x", "GET")
+
+
+def test_no_rules_no_match():
+    assert RuleIndex([]).match(dest()) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "matches"),
+    [
+        ("a.example.com", True),
+        ("A.EXAMPLE.COM.", True),
+        ("example.com", False),
+        ("a.b.example.com", False),
+        ("aexample.com", False),
+        (".example.com", False),
+        ("a.example.com.evil.net", False),
+    ],
+)
+def test_wildcard_matches_exactly_one_label(host, matches):
+    index = RuleIndex([rule("w", "*.example.com")])
+    assert (index.match(dest(host)) is not None) is matches
+
+
+@pytest.mark.parametrize(
+    ("d", "matches"),
+    [
+        (dest(path="/v1"), True),
+        (dest(path="/v1", scheme="http", port=443), False),
+        (dest(path="/v1", port=8443), False),
+        (dest(path="/v1", method="DELETE"), False),
+        (dest(path="/v1", method="post"), True),
+        (dest(path="/v10"), False),
+        (dest(path="/v1/items?x=1"), True),
+        (dest("other.example.com", path="/v1"), False),
+    ],
+)
+def test_each_match_field_must_hold(d, matches):
+    index = RuleIndex(
+        [rule("r", "api.example.com", schemes=frozenset({"https"}), port=443,
+              path="/v1", methods=frozenset({"GET", "POST"}))]
+    )  # fmt: skip
+    assert (index.match(d) is not None) is matches
+
+
+def test_default_scheme_is_https_only():
+    index = RuleIndex([rule("r", "api.example.com")])
+    assert index.match(dest(scheme="https")) is not None
+    assert index.match(dest(scheme="http", port=80)) is None
+
+
+def test_most_specific_rule_wins():
+    rules = [
+        rule("wild-root", "*.example.com", position=0),
+        rule("wild-deep", "*.example.com", position=1, path="/v1/admin"),
+        rule("exact-root", "api.example.com", position=2),
+        rule("exact-v1", "api.example.com", position=3, path="/v1"),
+        rule("exact-v1-again", "api.example.com", position=4, path="/v1"),
+    ]
+    index = RuleIndex(rules)
+    # exact host beats a wildcard, even one with a longer path
+    assert index.match(dest(path="/v1/admin")).name == "exact-v1"
+    # then the longest path, then file order
+    assert index.match(dest(path="/v1/x")).name == "exact-v1"
+    assert index.match(dest(path="/other")).name == "exact-root"
+    assert index.match(dest("www.example.com", path="/v1/admin/x")).name == "wild-deep"
+    assert index.match(dest("www.example.com", path="/v1")).name == "wild-root"
+
+
+def test_exact_rule_that_does_not_apply_falls_back_to_wildcard():
+    index = RuleIndex(
+        [rule("exact-post", "api.example.com", methods=frozenset({"POST"})),
+         rule("wild", "*.example.com", position=1)]
+    )  # fmt: skip
+    assert index.match(dest(method="POST")).name == "exact-post"
+    assert index.match(dest(method="GET")).name == "wild"
+
+
+def test_index_of_many_rules_finds_each():
+    rules = [rule(f"r{i}", f"host{i}.example.com", position=i) for i in range(1000)]
+    index = RuleIndex(rules)
+    assert len(index) == 1000
+    assert index.match(dest("host737.example.com")).name == "r737"
+    assert index.match(dest("host1000.example.com")) is None

@@ -1,0 +1,276 @@
+"""Rules file validation: every field, every error names file, rule and field."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from addon.errors import RulesError
+from addon.rules import DEFAULT_ACCEPT, load_rules, parse_rules
+from addon.secret import Secret
+
+ENV = {"CLIENT_ID": "the-id", "CLIENT_SECRET": "the-secret", "EMPTY": ""}
+
+MINIMAL = """
+rules:
+  - name: billing
+    match:
+      host: api.example.com
+    token_url: https://idp.example.com/oauth/token
+    client_id: the-id
+    client_secret: the-secret
+"""
+
+
+def parse(text: str, environ: dict[str, str] = ENV):
+    return parse_rules(textwrap.dedent(text), file="rules.yaml", environ=environ)
+
+
+def rule_with(**fields: str) -> str:
+    """A one-rule file whose fields (YAML snippets) replace or extend the minimal rule's."""
+    base = {
+        "name": "billing",
+        "match": "{host: api.example.com}",
+        "token_url": "https://idp.example.com/oauth/token",
+        "client_id": "the-id",
+        "client_secret": "the-secret",
+    }
+    base.update(fields)
+    lines = [f"    {k}: {v}" for k, v in base.items() if v is not None]
+    return "rules:\n  -" + "\n".join(lines)[3:] + "\n"
+
+
+def test_minimal_rule_gets_the_documented_defaults():
+    (rule,) = parse(MINIMAL)
+    assert rule.name == "billing"
+    assert rule.match.host == "api.example.com"
+    assert rule.match.schemes == {"https"}
+    assert rule.match.port is None
+    assert rule.match.path == "/"
+    assert rule.match.methods is None
+    assert rule.credentials.auth_style == "auto"
+    assert rule.credentials.scopes == ()
+    assert rule.credentials.endpoint_params == ()
+    assert rule.credentials.client_secret == Secret("the-secret")
+    assert rule.accept == DEFAULT_ACCEPT
+
+
+def test_full_rule_from_the_issue():
+    (rule,) = parse(
+        """
+        rules:
+          - name: billing
+            match:
+              host: API.Example.com.
+              port: 443
+              scheme: [http, https]
+              path: /v1/
+              methods: [get, POST]
+            token_url: https://idp.example.com/oauth/token
+            client_id: ${CLIENT_ID}
+            client_secret: ${CLIENT_SECRET}
+            scopes: " read, write ,,read"
+            endpoint_params:
+              audience: [https://api.example.com]
+              resource: [a, b]
+            auth_style: params
+            accept: null
+        """
+    )
+    assert rule.match.host == "api.example.com"
+    assert rule.match.port == 443
+    assert rule.match.schemes == {"http", "https"}
+    assert rule.match.path == "/v1"
+    assert rule.match.methods == {"GET", "POST"}
+    assert rule.credentials.client_id == "the-id"
+    assert rule.credentials.client_secret.reveal() == "the-secret"
+    assert rule.credentials.scopes == ("read", "write")
+    assert rule.credentials.endpoint_params == (
+        ("audience", ("https://api.example.com",)),
+        ("resource", ("a", "b")),
+    )
+    assert rule.credentials.auth_style == "params"
+    assert rule.accept is None
+
+
+@pytest.mark.parametrize(
+    ("scopes", "expected"),
+    [
+        ('"a,b"', ("a", "b")),
+        ('"scope1, scope2"', ("scope1", "scope2")),  # KrakenD's old example: trimmed here
+        ('""', ()),
+        ('","', ()),
+        ("[a, ' b ', '']", ("a", "b")),
+        ("[]", ()),
+    ],
+)
+def test_scopes_as_krakend_string_or_list(scopes, expected):
+    (rule,) = parse(rule_with(scopes=scopes))
+    assert rule.credentials.scopes == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("api.example.com", "api.example.com"),
+        ("API.EXAMPLE.COM.", "api.example.com"),
+        ("'*.example.com'", "*.example.com"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("'[::1]'", "::1"),
+        ("localhost", "localhost"),
+    ],
+)
+def test_hosts_are_normalised(host, expected):
+    (rule,) = parse(rule_with(match=f"{{host: {host}}}"))
+    assert rule.match.host == expected
+
+
+def test_disabled_rules_are_validated_but_not_used():
+    assert parse(rule_with(is_disabled="true")) == []
+    with pytest.raises(RulesError, match="is_disabled"):
+        parse(rule_with(is_disabled="'yes'"))
+
+
+def test_top_level_x_keys_hold_yaml_anchors():
+    rules = parse(
+        """
+        x-idp: &idp
+          token_url: https://idp.example.com/token
+          client_id: the-id
+          client_secret: the-secret
+        rules:
+          - {name: a, match: {host: a.example.com}, <<: *idp}
+          - {name: b, match: {host: b.example.com}, <<: *idp}
+        """
+    )
+    assert [r.name for r in rules] == ["a", "b"]
+    assert rules[0].credentials == rules[1].credentials
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("${CLIENT_ID}", "the-id"),
+        ("pre-${CLIENT_ID}-post", "pre-the-id-post"),
+        ("${UNSET:-fallback}", "fallback"),
+        ("${EMPTY:-fallback}", "fallback"),
+        ("$${CLIENT_ID}", "${CLIENT_ID}"),
+        ("plain$value", "plain$value"),
+    ],
+)
+def test_environment_references(value, expected):
+    (rule,) = parse(rule_with(client_id=f"'{value}'"))
+    assert rule.credentials.client_id == expected
+
+
+ERRORS = [
+    # (rules file text, field named, words in the message)
+    ("rules: []\nextra: 1\n", None, "unknown key 'extra'"),
+    ("- a\n", None, "mapping with a 'rules' list"),
+    ("rules: {}\n", "rules", "list"),
+    ("rules: [1]\n", None, "rule #1: must be a mapping"),
+    ("rules:\n  - name: [\n", None, "not valid YAML at line"),
+    (rule_with(name=None), "name", "required"),
+    (rule_with(name="'bad name'"), "name", "letters, digits"),
+    (rule_with(nmae="x"), "nmae", "did you mean 'name'?"),
+    (rule_with(client_sercet="x"), "client_sercet", "did you mean 'client_secret'?"),
+    (rule_with(match=None), "match", "required"),
+    (rule_with(match="{hots: a.example.com}"), "match.hots", "did you mean 'host'?"),
+    (rule_with(match="{host: ''}"), "match.host", "must not be empty"),
+    (rule_with(match="{host: 'a b.com'}"), "match.host", "not a valid host name"),
+    (rule_with(match="{host: 'a.*.com'}"), "match.host", "whole first label"),
+    (rule_with(match="{host: '*'}"), "match.host", "whole first label"),
+    (rule_with(match="{host: '*.com'}"), "match.host", "too broad"),
+    (rule_with(match="{host: '*.127.0.0.1'}"), "match.host", "IP address"),
+    (rule_with(match="{host: a.com, port: 0}"), "match.port", "1 to 65535"),
+    (rule_with(match="{host: a.com, port: '443'}"), "match.port", "1 to 65535"),
+    (rule_with(match="{host: a.com, scheme: ftp}"), "match.scheme", "https, http"),
+    (rule_with(match="{host: a.com, scheme: []}"), "match.scheme", "https, http"),
+    (rule_with(match="{host: a.com, path: v1}"), "match.path", "start with '/'"),
+    (rule_with(match="{host: a.com, path: '/a?b'}"), "match.path", "no query"),
+    (rule_with(match="{host: a.com, methods: ['GE T']}"), "match.methods", "HTTP methods"),
+    (rule_with(token_url=None), "token_url", "required"),
+    (rule_with(token_url="idp.example.com/token"), "token_url", "absolute"),
+    (rule_with(token_url="ftp://idp/token"), "token_url", "absolute"),
+    (rule_with(token_url="https://u:p@idp/token"), "token_url", "credentials"),
+    (rule_with(client_id=None), "client_id", "required"),
+    (rule_with(client_id="123"), "client_id", "must be a string, not 123"),
+    (rule_with(client_secret=None), "client_secret", "required"),
+    (rule_with(client_secret="${UNSET_SECRET}"), "client_secret", "UNSET_SECRET is not set"),
+    (rule_with(client_secret="${EMPTY}"), "client_secret", "EMPTY is empty"),
+    (rule_with(scopes="{a: b}"), "scopes", "comma-separated"),
+    (rule_with(endpoint_params="[a]"), "endpoint_params", "map parameter names"),
+    (rule_with(endpoint_params="{scope: [a]}"), "endpoint_params.scope", "'scopes' field"),
+    (rule_with(endpoint_params="{grant_type: [x]}"), "endpoint_params.grant_type", "grant"),
+    (rule_with(endpoint_params="{audience: []}"), "endpoint_params.audience", "at least one"),
+    (rule_with(auth_style="basic"), "auth_style", "auto, header, params"),
+    (rule_with(accept='"a\\nb"'), "accept", "single header line"),
+]
+
+
+@pytest.mark.parametrize(("text", "field", "words"), ERRORS)
+def test_errors_name_the_file_rule_and_field(text, field, words):
+    with pytest.raises(RulesError) as caught:
+        parse(text)
+    error = caught.value
+    assert str(error).startswith("rules.yaml: ")
+    assert error.field == field
+    assert words in str(error)
+    if field is not None and field != "rules":
+        assert error.rule is not None
+        assert f"field '{field}'" in str(error)
+
+
+def test_duplicate_names_are_an_error():
+    text = rule_with() + rule_with()[len("rules:\n") :]
+    with pytest.raises(RulesError, match="duplicate rule name 'billing'"):
+        parse(text)
+
+
+def test_rule_is_named_by_name_and_position():
+    text = MINIMAL + "  - name: second\n    match: {host: x.com}\n"
+    with pytest.raises(RulesError) as caught:
+        parse(text)
+    assert caught.value.rule == "'second' (#2)"
+    assert caught.value.field == "token_url"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        rule_with(client_secret="12345"),
+        rule_with(endpoint_params="{client_secret: [12345]}"),
+        "rules:\n  - name: x\n    client_secret: 'hunter2\n",
+    ],
+)
+def test_errors_never_quote_a_secret(text):
+    with pytest.raises(RulesError) as caught:
+        parse(text)
+    assert "12345" not in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_repr_of_a_rule_hides_secrets_and_params():
+    (rule,) = parse(rule_with(endpoint_params="{client_secret: [param-secret]}"))
+    text = repr(rule)
+    assert "the-secret" not in text
+    assert "param-secret" not in text
+    assert "Secret(sha256:" in text
+
+
+def test_load_rules_reports_missing_and_unreadable_files(tmp_path: Path):
+    with pytest.raises(RulesError, match=r"missing\.yaml: file not found"):
+        load_rules(tmp_path / "missing.yaml")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe")
+    with pytest.raises(RulesError, match="cannot read"):
+        load_rules(tmp_path / "binary.yaml")
+
+
+def test_the_example_rules_file_is_valid():
+    rules = load_rules(Path(__file__).parents[1] / "rules.yaml", environ=ENV | {
+        "BILLING_CLIENT_ID": "id", "BILLING_CLIENT_SECRET": "secret",
+    })  # fmt: skip
+    assert rules

@@ -1,0 +1,213 @@
+"""The cache: one fetch per credential set, early expiry, bounded lifetimes, shared failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from addon.errors import TokenError
+from addon.rules import Credentials, Match, Rule
+from addon.secret import Secret
+from addon.token import Token
+from addon.token_cache import TokenCache
+
+A = Credentials("https://idp.example/token", "a", Secret("secret-a"))
+B = Credentials("https://idp.example/token", "b", Secret("secret-b"))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Endpoint:
+    """A fetch function that counts calls; `gate` holds fetches until a test opens it."""
+
+    def __init__(self, expires_in: int | None = 3600) -> None:
+        self.expires_in = expires_in
+        self.calls: list[Credentials] = []
+        self.gate: asyncio.Event | None = None
+        self.error: TokenError | None = None
+
+    async def __call__(self, creds: Credentials) -> Token:
+        self.calls.append(creds)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        return Token(Secret(f"{creds.client_id}-{len(self.calls)}"), expires_in=self.expires_in)
+
+
+def make(expires_in: int | None = 3600, **kw: float) -> tuple[TokenCache, Endpoint, Clock]:
+    endpoint, clock = Endpoint(expires_in), Clock()
+    return TokenCache(endpoint, clock=clock, **kw), endpoint, clock
+
+
+def value(token: Token) -> str:
+    return token.access_token.reveal()
+
+
+def test_token_is_reused_until_ten_seconds_before_expiry():
+    cache, _endpoint, clock = make(expires_in=100)
+
+    async def scenario() -> list[str]:
+        got = [value(await cache.get(A))]
+        clock.now += 89.9
+        got.append(value(await cache.get(A)))
+        clock.now += 0.1
+        got.append(value(await cache.get(A)))
+        return got
+
+    assert asyncio.run(scenario()) == ["a-1", "a-1", "a-2"]
+
+
+@pytest.mark.parametrize(("expires_in", "reuse_for"), [(4, 2.0), (20, 10.0), (1, 0.5)])
+def test_short_lived_tokens_are_kept_at_least_half_their_lifetime(expires_in, reuse_for):
+    cache, endpoint, clock = make(expires_in=expires_in)
+
+    async def scenario() -> None:
+        await cache.get(A)
+        clock.now += reuse_for - 0.01
+        await cache.get(A)
+        assert len(endpoint.calls) == 1
+        clock.now += 0.01
+        await cache.get(A)
+        assert len(endpoint.calls) == 2
+
+    asyncio.run(scenario())
+
+
+def test_missing_expires_in_gets_the_default_lifetime_not_forever():
+    cache, endpoint, clock = make(expires_in=None, default_lifetime=600, expiry_delta=10)
+
+    async def scenario() -> None:
+        await cache.get(A)
+        clock.now += 589.9
+        await cache.get(A)
+        assert len(endpoint.calls) == 1
+        clock.now += 0.2
+        await cache.get(A)
+        assert len(endpoint.calls) == 2
+
+    asyncio.run(scenario())
+
+
+def test_expiry_delta_is_configurable():
+    cache, endpoint, clock = make(expires_in=100, expiry_delta=30)
+
+    async def scenario() -> None:
+        await cache.get(A)
+        clock.now += 70
+        await cache.get(A)
+        assert len(endpoint.calls) == 2
+
+    asyncio.run(scenario())
+
+
+def test_credential_sets_have_their_own_tokens():
+    cache, _endpoint, _ = make()
+
+    async def scenario() -> list[str]:
+        return [value(await cache.get(c)) for c in (A, B, A, B)]
+
+    assert asyncio.run(scenario()) == ["a-1", "b-2", "a-1", "b-2"]
+
+
+@pytest.mark.parametrize("waiters", [1, 10, 100, 1000])
+def test_concurrent_misses_share_one_fetch(waiters):
+    cache, endpoint, _ = make()
+
+    async def scenario() -> set[str]:
+        endpoint.gate = asyncio.Event()
+        tasks = [asyncio.create_task(cache.get(A)) for _ in range(waiters)]
+        await asyncio.sleep(0)
+        endpoint.gate.set()
+        return {value(t) for t in await asyncio.gather(*tasks)}
+
+    assert asyncio.run(scenario()) == {"a-1"}
+    assert len(endpoint.calls) == 1
+
+
+def test_a_failure_reaches_every_waiter_and_is_not_cached():
+    cache, endpoint, _ = make()
+    endpoint.error = TokenError("down")
+
+    async def scenario() -> list[object]:
+        endpoint.gate = asyncio.Event()
+        tasks = [asyncio.create_task(cache.get(A)) for _ in range(20)]
+        await asyncio.sleep(0)
+        endpoint.gate.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        endpoint.error = None
+        results.append(value(await cache.get(A)))
+        return results
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, TokenError) for r in results[:20])
+    assert results[20] == "a-2"
+    assert len(endpoint.calls) == 2
+
+
+def test_a_waiter_that_gives_up_does_not_cancel_the_fetch():
+    cache, endpoint, _ = make()
+
+    async def scenario() -> str:
+        endpoint.gate = asyncio.Event()
+        impatient = asyncio.create_task(cache.get(A))
+        await asyncio.sleep(0)
+        impatient.cancel()
+        patient = asyncio.create_task(cache.get(A))
+        await asyncio.sleep(0)
+        endpoint.gate.set()
+        return value(await patient)
+
+    assert asyncio.run(scenario()) == "a-1"
+    assert len(endpoint.calls) == 1
+
+
+def test_reload_keeps_tokens_of_credential_sets_still_in_use():
+    cache, _endpoint, _ = make()
+    rule_a = Rule("ra", Match("a.example"), A)
+    rule_b = Rule("rb", Match("b.example"), B)
+
+    async def scenario() -> list[str]:
+        cache.use([rule_a, rule_b])
+        await cache.get(A)
+        await cache.get(B)
+        cache.use([rule_a])
+        cache.use([rule_a, rule_b])
+        return [value(await cache.get(A)), value(await cache.get(B))]
+
+    assert asyncio.run(scenario()) == ["a-1", "b-3"]
+
+
+def test_fetches_are_logged_with_a_fingerprint_never_the_token(caplog):
+    cache, endpoint, clock = make(expires_in=100)
+    cache.use([Rule("billing", Match("a.example"), A), Rule("invoices", Match("b.example"), A)])
+    caplog.set_level(logging.DEBUG)
+
+    async def scenario() -> None:
+        first = await cache.get(A)
+        clock.now += 95
+        await cache.get(A)
+        endpoint.error = TokenError("refused", error="invalid_client")
+        clock.now += 95
+        with pytest.raises(TokenError):
+            await cache.get(A)
+        assert first.access_token.fingerprint in caplog.text
+
+    asyncio.run(scenario())
+    infos = [r for r in caplog.records if r.levelno == logging.INFO]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "rule billing, invoices (first use)" in infos[0].getMessage()
+    assert "(expired)" in infos[1].getMessage()
+    assert "expires_in 100 s" in infos[0].getMessage()
+    assert "invalid_client" in warnings[0].getMessage()
+    assert "a-1" not in caplog.text
+    assert "a-2" not in caplog.text
+    assert "secret-a" not in caplog.text

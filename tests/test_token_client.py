@@ -1,0 +1,193 @@
+"""The token request (RFC 6749 §4.4) and golang/oauth2's auth-style detection."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from addon.errors import TokenError
+from addon.rules import Credentials
+from addon.secret import Secret
+from addon.token_client import TokenClient, basic_credentials, token_request
+
+URL = "https://idp.example/token"
+
+
+def creds(**kw: object) -> Credentials:
+    values: dict[str, object] = {
+        "token_url": URL, "client_id": "my client", "client_secret": Secret("s&cr:t+/="),
+    } | kw  # fmt: skip
+    return Credentials(**values)  # type: ignore[arg-type]
+
+
+def form_of(body: bytes) -> dict[str, list[str]]:
+    return parse_qs(body.decode(), keep_blank_values=True)
+
+
+def test_basic_credentials_are_form_encoded_first():
+    # RFC 6749 §2.3.1: form-urlencode id and secret, then Basic-encode the pair.
+    value = basic_credentials("my client", "s&cr:t+/=")
+    decoded = base64.b64decode(value.removeprefix("Basic ")).decode()
+    assert decoded == "my+client:s%26cr%3At%2B%2F%3D"
+
+
+def test_header_style_request():
+    headers, body = token_request(
+        creds(scopes=("read", "write"), endpoint_params=(("audience", ("a", "b")),)), "header"
+    )
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert headers["Accept"] == "application/json"
+    assert headers["Authorization"] == basic_credentials("my client", "s&cr:t+/=")
+    assert form_of(body) == {
+        "grant_type": ["client_credentials"],
+        "scope": ["read write"],
+        "audience": ["a", "b"],
+    }
+
+
+def test_params_style_request_puts_credentials_in_the_body():
+    headers, body = token_request(creds(), "params")
+    assert "Authorization" not in headers
+    assert form_of(body) == {
+        "grant_type": ["client_credentials"],
+        "client_id": ["my client"],
+        "client_secret": ["s&cr:t+/="],
+    }
+
+
+def test_params_style_replaces_credentials_from_endpoint_params():
+    auth0 = creds(endpoint_params=(("client_id", ("my client",)), ("client_secret", ("x",))))
+    _, body = token_request(auth0, "params")
+    assert form_of(body)["client_id"] == ["my client"]
+    assert form_of(body)["client_secret"] == ["s&cr:t+/="]
+    # In the header style they are sent as configured, as KrakenD does.
+    _, body = token_request(auth0, "header")
+    assert form_of(body)["client_secret"] == ["x"]
+
+
+def test_no_scope_parameter_when_scopes_are_empty():
+    _, body = token_request(creds(), "header")
+    assert "scope" not in form_of(body)
+
+
+class FakeEndpoint:
+    """Answers token requests in-process and records them."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.answer(request)
+
+    def client(self, timeout: float = 10.0) -> TokenClient:
+        return TokenClient(timeout=timeout, transport=httpx.MockTransport(self))
+
+
+def ok(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={"access_token": "tok", "expires_in": 60})
+
+
+def params_only(request: httpx.Request) -> httpx.Response:
+    if "authorization" in request.headers:
+        return httpx.Response(401, json={"error": "invalid_client", "error_description": "no"})
+    return ok(request)
+
+
+def fetch(client: TokenClient, c: Credentials):
+    return asyncio.run(client.fetch(c))
+
+
+def test_auto_tries_header_first_and_remembers_it():
+    endpoint = FakeEndpoint(ok)
+    client = endpoint.client()
+    fetch(client, creds())
+    fetch(client, creds())
+    assert [("authorization" in r.headers) for r in endpoint.requests] == [True, True]
+
+
+def test_auto_falls_back_to_params_and_remembers_it():
+    endpoint = FakeEndpoint(params_only)
+    client = endpoint.client()
+    assert fetch(client, creds()).access_token.reveal() == "tok"
+    fetch(client, creds())
+    assert [("authorization" in r.headers) for r in endpoint.requests] == [True, False, False]
+
+
+def test_auto_remembers_per_token_url_and_client_id():
+    endpoint = FakeEndpoint(params_only)
+    client = endpoint.client()
+    fetch(client, creds())
+    fetch(client, creds(client_id="other"))
+    assert [("authorization" in r.headers) for r in endpoint.requests] == [True, False, True, False]
+
+
+def test_auto_reports_both_failures():
+    def refuse(request: httpx.Request) -> httpx.Response:
+        where = "header" if "authorization" in request.headers else "body"
+        return httpx.Response(401, json={"error": "invalid_client", "error_description": where})
+
+    with pytest.raises(TokenError) as caught:
+        fetch(FakeEndpoint(refuse).client(), creds())
+    message = str(caught.value)
+    assert "in the header:" in message
+    assert "'header'" in message
+    assert "in the body:" in message
+    assert caught.value.error == "invalid_client"
+    assert caught.value.error_description == "body"
+
+
+@pytest.mark.parametrize("style", ["header", "params"])
+def test_fixed_styles_make_one_attempt(style):
+    endpoint = FakeEndpoint(lambda r: httpx.Response(401, json={"error": "invalid_client"}))
+    with pytest.raises(TokenError):
+        fetch(endpoint.client(), creds(auth_style=style))
+    assert len(endpoint.requests) == 1
+    assert ("authorization" in endpoint.requests[0].headers) is (style == "header")
+
+
+def test_redirects_are_not_followed():
+    endpoint = FakeEndpoint(lambda r: httpx.Response(302, headers={"Location": "https://x/"}))
+    with pytest.raises(TokenError, match="redirect"):
+        fetch(endpoint.client(), creds(auth_style="header"))
+    assert len(endpoint.requests) == 1
+
+
+def test_bodies_over_one_mebibyte_are_refused():
+    huge = b'{"access_token":"' + b"a" * (1 << 20) + b'"}'
+    endpoint = FakeEndpoint(lambda r: httpx.Response(200, content=huge))
+    with pytest.raises(TokenError, match="larger than 1048576 bytes"):
+        fetch(endpoint.client(), creds(auth_style="header"))
+
+
+def test_the_whole_exchange_has_a_deadline():
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(5)
+        return ok(request)
+
+    client = TokenClient(timeout=0.2, transport=httpx.MockTransport(slow))
+    with pytest.raises(TokenError, match=r"did not answer within 0\.2 s"):
+        fetch(client, creds())
+
+
+def test_unreachable_endpoint_is_a_token_error():
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    with pytest.raises(TokenError, match="cannot reach the token endpoint"):
+        fetch(FakeEndpoint(down).client(), creds(auth_style="header"))
+
+
+def test_secrets_stay_out_of_errors():
+    def echo_back(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, content=json.dumps({"got": request.content.decode()}))
+
+    with pytest.raises(TokenError) as caught:
+        fetch(FakeEndpoint(echo_back).client(), creds(client_secret=Secret("hunter2")))
+    assert "hunter2" not in str(caught.value)
