@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -57,6 +57,8 @@ class TokenClient:
     With `auth_style: auto` it behaves as golang/oauth2: HTTP Basic first,
     then the credentials in the body, and it remembers what worked per
     (token_url, client_id). When both fail, the error names both failures.
+    Unlike golang/oauth2 it only tries the body when the endpoint answered:
+    a refused connection or a timeout says nothing about the auth style.
     """
 
     def __init__(
@@ -92,6 +94,8 @@ class TokenClient:
             token = await self._exchange(creds, "header")
             style = "header"
         except TokenError as header_error:
+            if header_error.status is None:
+                raise  # no answer at all says nothing about the auth style
             try:
                 token = await self._exchange(creds, "params")
             except TokenError as params_error:
@@ -115,7 +119,10 @@ class TokenClient:
             ) as response:
                 content = await _read_at_most(response, MAX_RESPONSE_BYTES)
         except httpx.HTTPError as e:
-            raise TokenError(f"cannot reach the token endpoint ({type(e).__name__}: {e})") from None
+            raise TokenError(
+                f"cannot reach the token endpoint {_without_query(creds.token_url)} "
+                f"({type(e).__name__}: {e})"
+            ) from None
         if response.is_redirect:
             raise TokenError(
                 f"token endpoint answered HTTP {response.status_code}, a redirect, "
@@ -125,6 +132,11 @@ class TokenClient:
         return parse_token_response(
             response.status_code, response.headers.get("content-type", ""), content
         )
+
+
+def _without_query(url: str) -> str:
+    """The URL for messages: a query string might carry something secret."""
+    return urlunsplit(urlsplit(url)._replace(query=""))
 
 
 async def _read_at_most(response: httpx.Response, limit: int) -> bytes:

@@ -191,3 +191,22 @@ def test_secrets_stay_out_of_errors():
     with pytest.raises(TokenError) as caught:
         fetch(FakeEndpoint(echo_back).client(), creds(client_secret=Secret("hunter2")))
     assert "hunter2" not in str(caught.value)
+
+
+def test_auto_does_not_retry_in_the_body_when_nothing_answered():
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    endpoint = FakeEndpoint(down)
+    with pytest.raises(TokenError, match=r"cannot reach the token endpoint https://idp\.example/"):
+        fetch(endpoint.client(), creds())
+    assert len(endpoint.requests) == 1
+
+
+def test_unreachable_endpoint_message_leaves_out_the_query():
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    with pytest.raises(TokenError) as caught:
+        fetch(FakeEndpoint(down).client(), creds(token_url=URL + "?key=hidden"))
+    assert "hidden" not in str(caught.value)

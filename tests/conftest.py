@@ -1,0 +1,127 @@
+"""Fixtures for end-to-end tests: real servers on loopback and a real mitmdump."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import subprocess
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.certs import ServerCert, make_server_cert
+from tests.support.proxy import Mitmdump
+from tests.support.servers import RecordingServer, TokenIssuer, echo
+
+CLIENT_SECRET = "sentinel-client-secret-7f3a"
+"""Every end-to-end rule uses this secret; no output may ever contain it."""
+
+
+@pytest.fixture(scope="session")
+def server_cert(tmp_path_factory: pytest.TempPathFactory) -> ServerCert:
+    return make_server_cert(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def issuer() -> TokenIssuer:
+    return TokenIssuer(prefix="sentinel-token")
+
+
+@pytest.fixture
+def idp(issuer: TokenIssuer) -> Iterator[RecordingServer]:
+    with RecordingServer(issuer) as server:
+        yield server
+
+
+@pytest.fixture
+def api() -> Iterator[RecordingServer]:
+    with RecordingServer(echo) as server:
+        yield server
+
+
+@pytest.fixture
+def api_tls(server_cert: ServerCert) -> Iterator[RecordingServer]:
+    with RecordingServer(echo, tls=server_cert) as server:
+        yield server
+
+
+StartProxy = Callable[..., Mitmdump]
+
+
+@pytest.fixture
+def start_proxy(
+    tmp_path: Path, server_cert: ServerCert, issuer: TokenIssuer
+) -> Iterator[StartProxy]:
+    """Start mitmdump with the given rules (YAML text); afterwards, check it leaked nothing."""
+    proxies: list[Mitmdump] = []
+
+    def start(rules: str, *, options: dict[str, str] | None = None, env=None) -> Mitmdump:
+        rules_file = tmp_path / f"rules-{len(proxies)}.yaml"
+        rules_file.write_text(textwrap.dedent(rules))
+        proxy = Mitmdump(
+            rules_file,
+            tmp_path / "confdir",
+            options=options,
+            env=env,
+            upstream_ca=server_cert.ca_file,
+        )
+        proxies.append(proxy)
+        return proxy.start()
+
+    yield start
+    for proxy in proxies:
+        proxy.stop()
+        assert CLIENT_SECRET not in proxy.output
+        for token in issuer.issued:
+            assert token not in proxy.output
+
+
+def rule(name: str, upstream: RecordingServer, idp: RecordingServer, **extra: object) -> str:
+    """One rule (YAML) for `upstream`, fetching tokens from `idp` with the sentinel secret."""
+    body: dict[str, object] = {
+        "name": name,
+        "match": {"host": upstream.host, "port": upstream.port, "scheme": upstream.scheme},
+        "token_url": f"{idp.origin}/token",
+        "client_id": f"client-{name}",
+        "client_secret": CLIENT_SECRET,
+    }
+    body.update(extra)
+    return "  - " + json.dumps(body) + "\n"
+
+
+def rules(*items: str) -> str:
+    return "rules:\n" + "".join(items)
+
+
+def client(proxy: Mitmdump) -> httpx.Client:
+    """An httpx client that goes through the proxy and trusts its CA."""
+    return httpx.Client(proxy=proxy.url, verify=trusting(proxy), trust_env=False, timeout=30)
+
+
+def async_client(proxy: Mitmdump, **kw: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        proxy=proxy.url, verify=trusting(proxy), trust_env=False, timeout=30, **kw
+    )
+
+
+def trusting(proxy: Mitmdump) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=proxy.ca_file)
+
+
+def curl(proxy: Mitmdump, url: str, *args: str) -> tuple[int, str]:
+    """curl through the proxy, as an app with HTTP(S)_PROXY set would: (status, body)."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    result = subprocess.run(
+        ["curl", "-sS", "--max-time", "30", "--cacert", str(proxy.ca_file),
+         "-w", "\n%{http_code}", url, *args],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={"PATH": "/usr/bin:/bin", "http_proxy": proxy.url, "https_proxy": proxy.url},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    body, _, status = result.stdout.rpartition("\n")
+    return int(status), body
