@@ -24,9 +24,10 @@ log = logging.getLogger("addon")
 for _noisy in ("httpx", "httpcore"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
-_SECONDS_OPTIONS = {
-    "oauth_expiry_delta": "expiry_delta",
-    "oauth_default_lifetime": "default_lifetime",
+_MINIMUM_SECONDS = {
+    "oauth_expiry_delta": 0,
+    "oauth_default_lifetime": 1,
+    "oauth_token_timeout": 1,
 }
 
 
@@ -62,13 +63,12 @@ class ClientCredentials:
         )
 
     def configure(self, updated: set[str]) -> None:
-        for option in (*_SECONDS_OPTIONS, "oauth_token_timeout"):
-            if option in updated and getattr(ctx.options, option) < 0:
-                raise exceptions.OptionsError(f"{option} must not be negative")
-        for option, attribute in _SECONDS_OPTIONS.items():
-            setattr(self.cache, attribute, getattr(ctx.options, option))
-        if "oauth_token_timeout" in updated:
-            self.client.timeout = ctx.options.oauth_token_timeout or DEFAULT_TIMEOUT
+        for option, minimum in _MINIMUM_SECONDS.items():
+            if option in updated and getattr(ctx.options, option) < minimum:
+                raise exceptions.OptionsError(f"{option} must be at least {minimum}")
+        self.cache.expiry_delta = ctx.options.oauth_expiry_delta
+        self.cache.default_lifetime = ctx.options.oauth_default_lifetime
+        self.client.timeout = ctx.options.oauth_token_timeout
         if "oauth_rules" in updated:
             try:
                 rules = load_rules(ctx.options.oauth_rules)

@@ -1,0 +1,164 @@
+"""The mitmproxy glue, in-process through mitmproxy's own test helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow, tutils
+
+from addon.client_credentials import ClientCredentials
+from addon.errors import TokenError
+from addon.rules import Credentials
+from addon.secret import Secret
+from addon.token import Token
+
+RULES = """
+rules:
+  - name: api
+    match: {host: api.example.com, path: /v1}
+    token_url: https://idp.example.com/token
+    client_id: id
+    client_secret: secret
+"""
+
+
+def flow(url: str = "https://api.example.com/v1/x", method: str = "GET"):
+    f = tflow.tflow()
+    f.request = tutils.treq()
+    f.request.url = url
+    f.request.method = method
+    f.request.headers["Authorization"] = "Basic client-own"
+    return f
+
+
+def token_fetcher(calls: list[Credentials], error: Exception | None = None):
+    async def fetch(creds: Credentials) -> Token:
+        calls.append(creds)
+        if error is not None:
+            raise error
+        return Token(Secret("tok"), "Bearer", 3600)
+
+    return fetch
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    return path
+
+
+def run(addon: ClientCredentials, f) -> None:
+    asyncio.run(addon.requestheaders(f))
+
+
+def test_injects_into_matching_flows_only(rules_file):
+    addon = ClientCredentials()
+    calls: list[Credentials] = []
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file))
+        addon.cache._fetch = token_fetcher(calls)
+        matching, other = flow(), flow("https://api.example.com/v2")
+        run(addon, matching)
+        run(addon, other)
+    assert matching.request.headers["Authorization"] == "Bearer tok"
+    assert matching.request.headers["Accept"] == "application/json"
+    assert other.request.headers["Authorization"] == "Basic client-own"
+    assert len(calls) == 1
+
+
+def test_host_header_does_not_steer_the_token(rules_file):
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file))
+        addon.cache._fetch = token_fetcher([])
+        f = flow("https://evil.example.net/v1/x")
+        f.request.headers["Host"] = "api.example.com"
+        run(addon, f)
+    assert f.request.headers["Authorization"] == "Basic client-own"
+
+
+def test_token_error_answers_502_and_stops_streaming(rules_file):
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file))
+        addon.cache._fetch = token_fetcher(
+            [], TokenError("nope", status=400, error="invalid_scope")
+        )
+        f = flow()
+        f.request.stream = True
+        run(addon, f)
+    assert f.request.stream is False
+    assert f.response.status_code == 502
+    body = json.loads(f.response.content)
+    assert body == {
+        "error": "token_unavailable", "rule": "api", "message": "nope",
+        "token_endpoint_status": 400, "token_endpoint_error": "invalid_scope",
+    }  # fmt: skip
+
+
+def test_unexpected_exception_fails_closed(rules_file, caplog):
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file))
+        addon.cache._fetch = token_fetcher([], RuntimeError("bug"))
+        f = flow()
+        run(addon, f)
+    assert f.response.status_code == 502
+    assert json.loads(f.response.content)["message"] == "internal error in the token addon"
+    assert "unexpected error" in caplog.text
+
+
+def test_flows_already_answered_are_left_alone(rules_file):
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file))
+        f = flow()
+        f.response = tutils.tresp()
+        run(addon, f)
+    assert f.request.headers["Authorization"] == "Basic client-own"
+
+
+def test_bad_rules_at_start_up_log_an_error_and_refuse_traffic(tmp_path, caplog):
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(tmp_path / "missing.yaml"))
+        f = flow()
+        run(addon, f)
+    assert "missing.yaml: file not found" in caplog.text
+    assert f.response.status_code == 502
+
+
+def test_bad_rules_while_running_are_refused_and_old_rules_stay(rules_file, tmp_path):
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file))
+        addon.running()
+        addon.cache._fetch = token_fetcher([])
+        broken = tmp_path / "broken.yaml"
+        broken.write_text("rules: [1]\n")
+        with pytest.raises(exceptions.OptionsError, match=r"broken\.yaml: rule #1"):
+            tctx.configure(addon, oauth_rules=str(broken))
+        f = flow()
+        run(addon, f)
+    assert f.request.headers["Authorization"] == "Bearer tok"
+
+
+def test_options_reach_the_cache_and_client(rules_file):
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(
+            addon, oauth_rules=str(rules_file), oauth_expiry_delta=30,
+            oauth_default_lifetime=600, oauth_token_timeout=3,
+        )  # fmt: skip
+        assert addon.cache.expiry_delta == 30
+        assert addon.cache.default_lifetime == 600
+        assert addon.client.timeout == 3
+        with pytest.raises(exceptions.OptionsError, match="oauth_expiry_delta must be at least 0"):
+            tctx.configure(addon, oauth_expiry_delta=-1)
+        with pytest.raises(exceptions.OptionsError, match="oauth_token_timeout must be at least 1"):
+            tctx.configure(addon, oauth_token_timeout=0)
