@@ -32,6 +32,21 @@ class RulesError(ValueError):
         return f"{': '.join(where)}: {self.message}"
 
 
+PERMANENT_ERRORS = frozenset(
+    {
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "access_denied",
+        "invalid_target",
+    }
+)
+"""RFC 6749 §5.2 and RFC 8707 error codes: the request itself is wrong."""
+
+
 class TokenError(Exception):
     """The token endpoint did not give us a usable token.
 
@@ -48,13 +63,49 @@ class TokenError(Exception):
         error: str | None = None,
         error_description: str | None = None,
         error_uri: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.message = message
         self.status = status
         self.error = error
         self.error_description = error_description
         self.error_uri = error_uri
+        self.retry_after = retry_after
+        """Seconds the endpoint asked us to wait (`Retry-After`)."""
         super().__init__(str(self))
+
+    def but(self, **changes: object) -> TokenError:
+        """A copy with some fields changed."""
+        fields: dict[str, object] = {
+            "message": self.message,
+            "status": self.status,
+            "error": self.error,
+            "error_description": self.error_description,
+            "error_uri": self.error_uri,
+            "retry_after": self.retry_after,
+        }
+        fields.update(changes)
+        return TokenError(**fields)  # type: ignore[arg-type]
+
+    @property
+    def permanent(self) -> bool:
+        """A failure that retrying soon will not fix: bad credentials, scope or configuration.
+
+        Timeouts, unreachable endpoints, 5xx, 408/425/429 and unreadable 200s
+        are transient.
+        """
+        if self.error in PERMANENT_ERRORS:
+            return True
+        return (
+            self.status is not None
+            and 300 <= self.status < 500
+            and self.status
+            not in (
+                408,
+                425,
+                429,
+            )
+        )
 
     def __str__(self) -> str:
         parts = [self.message]

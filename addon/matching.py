@@ -2,34 +2,130 @@
 
 Rules are indexed by host, so a lookup costs two dictionary probes and a
 short scan of the rules for that host, however many rules there are.
+
+A token may only go where its rule says. So the destination is read from
+where the proxy really connects, and a request that names its host in more
+than one way (Host header, HTTP/2 `:authority`, TLS SNI) must name the same
+host each time; a path that servers may read in different ways (dot segments,
+encoded slashes, `//`, `;`) only matches rules that cover the whole host.
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from addon.hosts import normalise_host
 from addon.rules import Rule
+
+NEVER_INJECTED = frozenset({"TRACE", "TRACK", "CONNECT"})
+"""TRACE and TRACK echo the request, token included, back to the client; CONNECT is the proxy's."""
+
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PATH_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=:@/%]*")
+
+
+class AmbiguousRequest(ValueError):
+    """The request could be read as going to more than one place: it gets no token."""
 
 
 @dataclass(frozen=True)
 class Destination:
-    """Where a request really goes: the proxy's upstream target, never the Host header."""
+    """Where a request really goes: the proxy's upstream target, never the Host header.
+
+    `path` is None when servers may disagree on what it means.
+    """
 
     scheme: str
     host: str
     port: int
-    path: str
+    path: str | None
     method: str
 
     @classmethod
-    def of(cls, scheme: str, host: str, port: int, path: str, method: str) -> Destination:
-        """Normalise as rules are: lower-case host, no trailing dot, path without query."""
-        host = host.lower()
-        if host.endswith("."):
-            host = host[:-1]
-        return cls(scheme.lower(), host, port, path.split("?", 1)[0], method.upper())
+    def of(
+        cls,
+        scheme: str,
+        host: str,
+        port: int,
+        path: str,
+        method: str,
+        *,
+        other_names: Iterable[str] = (),
+    ) -> Destination:
+        """Normalise as rules are; raise `AmbiguousRequest` if `other_names` disagree.
+
+        `other_names` are the other places a request names its host: Host
+        headers, `:authority`, SNI. Each must be the same host (and the same
+        port, where it has one).
+        """
+        scheme = scheme.lower()
+        host = _host(host)
+        for name in other_names:
+            other_host, other_port = split_host_port(name)
+            if _host(other_host) != host:
+                raise AmbiguousRequest(f"the request also names the host {name!r}")
+            if other_port is not None and other_port != port:
+                raise AmbiguousRequest(f"the request also names the port {other_port}")
+        return cls(scheme, host, port, canonical_path(path), method.upper())
+
+
+def _host(name: str) -> str:
+    try:
+        return normalise_host(name)
+    except ValueError as e:
+        raise AmbiguousRequest(f"the host {name!r} is {e}") from None
+
+
+def split_host_port(authority: str) -> tuple[str, int | None]:
+    """`host:port` → (host, port); IPv6 literals in brackets."""
+    authority = authority.strip()
+    if authority.startswith("["):
+        end = authority.find("]") + 1
+        host, rest = authority[:end], authority[end:]
+    elif authority.count(":") == 1:
+        colon = authority.index(":")
+        host, rest = authority[:colon], authority[colon:]
+    else:  # no port, or an IPv6 literal without brackets
+        return authority, None
+    if not rest:
+        return host, None
+    if not rest.startswith(":") or not rest[1:].isdigit():
+        raise AmbiguousRequest(f"the request also names {authority!r}")
+    return host, int(rest[1:])
+
+
+def canonical_path(target: str) -> str | None:
+    """The request path as every server reads it, or None when servers may differ.
+
+    Percent-encoded unreserved characters are decoded (RFC 3986 §6.2.2.2:
+    `/%76%31` is `/v1`). Dot segments, `//`, `;` parameters, backslashes and
+    encoded `/`, `\\` or `;` are read differently by different servers and
+    frameworks, so such a path has no canonical form.
+    """
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    if path == "*":
+        return path
+    if not path.startswith("/") or not _PATH_CHARS.fullmatch(path):
+        return None
+
+    def decode(m: re.Match[str]) -> str:
+        char = chr(int(m.group(1), 16))
+        return char if char in _UNRESERVED else m.group(0).upper()
+
+    path = _PERCENT.sub(decode, path)
+    if "%" in _PERCENT.sub("", path):
+        return None  # a lone "%" that is no escape
+    upper = path.upper()
+    if "//" in path or ";" in path or "%2F" in upper or "%5C" in upper or "%3B" in upper:
+        return None
+    segments = path.split("/")
+    if "." in segments or ".." in segments:
+        return None
+    return path
 
 
 def path_has_prefix(path: str, prefix: str) -> bool:
@@ -42,11 +138,15 @@ def path_has_prefix(path: str, prefix: str) -> bool:
 def rule_applies(rule: Rule, dest: Destination) -> bool:
     """Everything but the host, which the index has already matched."""
     m = rule.match
+    if m.path == "/":
+        path_ok = True
+    else:
+        path_ok = dest.path is not None and path_has_prefix(dest.path, m.path)
     return (
-        dest.scheme in m.schemes
+        path_ok
+        and dest.scheme in m.schemes
         and (m.port is None or m.port == dest.port)
         and (m.methods is None or dest.method in m.methods)
-        and path_has_prefix(dest.path, m.path)
     )
 
 
@@ -68,6 +168,8 @@ class RuleIndex:
         return sum(map(len, self._exact.values())) + sum(map(len, self._wildcard.values()))
 
     def match(self, dest: Destination) -> Rule | None:
+        if dest.method in NEVER_INJECTED:
+            return None
         for rule in self._exact.get(dest.host, ()):
             if rule_applies(rule, dest):
                 return rule

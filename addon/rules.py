@@ -8,9 +8,9 @@ KrakenD's `auth/client-credentials` block so a KrakenD config moves over as is.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,22 +20,33 @@ from urllib.parse import urlsplit
 import yaml
 
 from addon.errors import RulesError
-from addon.secret import Secret
+from addon.hosts import is_ip_address, is_loopback, is_public_suffix, normalise_host
+from addon.secret import Secret, SecretFile, SecretValue
 
 AUTH_STYLES = ("auto", "header", "params")
 SCHEMES = ("http", "https")
 DEFAULT_ACCEPT = "application/json"
+CLIENT_AUTHORIZATION = ("replace", "keep")
+DEFAULT_PURGE_ON_STATUS = frozenset({401})
 
 RULE_KEYS = (
     "name",
     "match",
     "token_url",
     "client_id",
+    "client_id_file",
     "client_secret",
+    "client_secret_file",
     "scopes",
     "endpoint_params",
     "auth_style",
     "accept",
+    "client_authorization",
+    "token_type",
+    "purge_on_status",
+    "retry_on_401",
+    "ca_file",
+    "allow_insecure_token_url",
     "is_disabled",
 )
 MATCH_KEYS = ("host", "port", "scheme", "path", "methods")
@@ -48,7 +59,6 @@ RESERVED_PARAMS = {
 
 _ENV_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
 _HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -69,18 +79,20 @@ class Match:
 
 @dataclass(frozen=True)
 class Credentials:
-    """Everything that decides which token the IdP issues.
+    """Everything that decides which token the IdP issues, and how it is asked for.
 
     Rules with equal credentials share one cached token. `endpoint_params` is
     left out of `repr()` because KrakenD configs put client secrets there.
     """
 
     token_url: str
-    client_id: str
-    client_secret: Secret
+    client_id: SecretValue
+    client_secret: SecretValue
     auth_style: str = "auto"
     scopes: tuple[str, ...] = ()
     endpoint_params: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(), repr=False)
+    ca_file: str | None = None
+    """Extra CA certificates to trust for the token endpoint (PEM)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +101,14 @@ class Rule:
     match: Match
     credentials: Credentials
     accept: str | None = DEFAULT_ACCEPT
+    client_authorization: str = "replace"
+    """"keep": a request that has its own Authorization is sent as it is."""
+    token_type: str | None = None
+    """The scheme to send, whatever the endpoint calls its tokens; None accepts Bearer only."""
+    purge_on_status: frozenset[int] = DEFAULT_PURGE_ON_STATUS
+    """Upstream statuses that mean "this token is no good": it is dropped from the cache."""
+    retry_on_401: bool = False
+    """Replay an idempotent request once, with a new token, after a purging status."""
     position: int = 0
     """Index in the file; the last tie-breaker between equally specific rules."""
 
@@ -107,8 +127,15 @@ def load_rules(
     return parse_rules(text, file=file, environ=os.environ if environ is None else environ)
 
 
-def parse_rules(text: str, *, file: str, environ: Mapping[str, str]) -> list[Rule]:
-    """Validate the text of a rules file. Disabled rules are checked, then left out."""
+def parse_rules(
+    text: str, *, file: str, environ: Mapping[str, str], base: Path | None = None
+) -> list[Rule]:
+    """Validate the text of a rules file. Disabled rules are checked, then left out.
+
+    Relative file paths in rules are relative to `base`, by default the rules
+    file's folder, so that a rules file works from any working directory.
+    """
+    base = Path(file).parent if base is None else base
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -130,7 +157,7 @@ def parse_rules(text: str, *, file: str, environ: Mapping[str, str]) -> list[Rul
     rules: list[Rule] = []
     seen: set[str] = set()
     for position, item in enumerate(items):
-        reader = _RuleReader(item, file=file, position=position, environ=environ)
+        reader = _RuleReader(item, file=file, position=position, environ=environ, base=base)
         rule, disabled = reader.rule()
         if rule.name in seen:
             raise reader.error("name", f"duplicate rule name '{rule.name}'")
@@ -152,9 +179,10 @@ class _RuleReader:
     """Reads one rule, so that every error knows which rule and field it is about."""
 
     def __init__(
-        self, item: object, *, file: str, position: int, environ: Mapping[str, str]
+        self, item: object, *, file: str, position: int, environ: Mapping[str, str], base: Path
     ) -> None:
         self.file = file
+        self.base = base
         self.position = position
         self.environ = environ
         self.label = f"#{position + 1}"
@@ -173,14 +201,22 @@ class _RuleReader:
         name = self.string("name", self.item.get("name"))
         if not _RULE_NAME.fullmatch(name):
             raise self.error("name", "use letters, digits, '_', '.' and '-' only")
-        disabled = self.item.get("is_disabled", False)
-        if not isinstance(disabled, bool):
-            raise self.error("is_disabled", "must be true or false")
+        disabled = self.boolean("is_disabled")
+        token_type = self.item.get("token_type")
+        if token_type is not None and not _HTTP_TOKEN.fullmatch(
+            self.string("token_type", token_type)
+        ):
+            raise self.error("token_type", "must be an authentication scheme such as Bearer")
+        client_authorization = self.choice("client_authorization", CLIENT_AUTHORIZATION)
         rule = Rule(
             name=name,
             match=self.match(),
             credentials=self.credentials(),
             accept=self.accept(),
+            client_authorization=client_authorization,
+            token_type=token_type,
+            purge_on_status=self.statuses("purge_on_status"),
+            retry_on_401=self.boolean("retry_on_401"),
             position=self.position,
         )
         return rule, disabled
@@ -202,18 +238,14 @@ class _RuleReader:
 
     def credentials(self) -> Credentials:
         token_url = self.token_url(self.item.get("token_url"))
-        client_id = self.string("client_id", self.item.get("client_id"))
-        secret = self.string("client_secret", self.item.get("client_secret"), secret=True)
-        auth_style = self.string("auth_style", self.item.get("auth_style", "auto"))
-        if auth_style not in AUTH_STYLES:
-            raise self.error("auth_style", f"must be one of {', '.join(AUTH_STYLES)}")
         return Credentials(
             token_url=token_url,
-            client_id=client_id,
-            client_secret=Secret(secret),
-            auth_style=auth_style,
+            client_id=self.secret_value("client_id"),
+            client_secret=self.secret_value("client_secret"),
+            auth_style=self.choice("auth_style", AUTH_STYLES),
             scopes=self.scopes(self.item.get("scopes")),
             endpoint_params=self.endpoint_params(self.item.get("endpoint_params")),
+            ca_file=self.ca_file(),
         )
 
     def accept(self) -> str | None:
@@ -230,35 +262,27 @@ class _RuleReader:
     # -- fields -----------------------------------------------------------
 
     def host(self, value: object) -> str:
-        raw = self.string("match.host", value).strip().lower()
-        if raw.endswith("."):
-            raw = raw[:-1]
+        raw = self.string("match.host", value).strip()
         wildcard = raw.startswith("*.")
         base = raw[2:] if wildcard else raw
-        if "*" in base:
+        if "*" in base or raw == "*":
             raise self.error(
                 "match.host", "a wildcard must be the whole first label, as in '*.example.com'"
             )
-        if base.startswith("[") and base.endswith("]"):
-            base = base[1:-1]
         try:
-            ipaddress.ip_address(base)
-        except ValueError:
-            pass
-        else:
-            if wildcard:
-                raise self.error("match.host", "a wildcard cannot be combined with an IP address")
+            base = normalise_host(base)
+        except ValueError as e:
+            raise self.error("match.host", f"'{raw}' is {e}") from None
+        if not wildcard:
             return base
-        try:
-            base = base.encode("idna").decode("ascii")
-        except UnicodeError:
-            raise self.error("match.host", f"'{raw}' is not a valid host name") from None
-        labels = base.split(".")
-        if not all(_HOST_LABEL.fullmatch(label) for label in labels):
-            raise self.error("match.host", f"'{raw}' is not a valid host name")
-        if wildcard and len(labels) < 2:
-            raise self.error("match.host", f"'{raw}' is too broad: name at least two labels")
-        return f"*.{base}" if wildcard else base
+        if is_ip_address(base):
+            raise self.error("match.host", "a wildcard cannot be combined with an IP address")
+        if is_public_suffix(base):
+            raise self.error(
+                "match.host",
+                f"'{raw}' would match every site under the public suffix '{base}'",
+            )
+        return f"*.{base}"
 
     def schemes(self, value: object) -> frozenset[str]:
         values = value if isinstance(value, list) else [value]
@@ -293,6 +317,7 @@ class _RuleReader:
         return frozenset(methods)
 
     def token_url(self, value: object) -> str:
+        """An https URL; http only for loopback or with `allow_insecure_token_url`."""
         url = self.string("token_url", value)
         parts = urlsplit(url)
         if parts.scheme not in SCHEMES or not parts.hostname:
@@ -301,7 +326,49 @@ class _RuleReader:
             raise self.error("token_url", "must not carry credentials; use client_id/client_secret")
         if parts.fragment:
             raise self.error("token_url", "must not have a fragment")
+        insecure_ok = self.boolean("allow_insecure_token_url")
+        if parts.scheme == "http" and not is_loopback(parts.hostname) and not insecure_ok:
+            raise self.error(
+                "token_url",
+                "must use https: the client secret would cross the network in clear "
+                "(set allow_insecure_token_url: true to accept that)",
+            )
         return url
+
+    def secret_value(self, field: str) -> SecretValue:
+        """Exactly one of `field` (in the file or environment) or `field_file` (read at use)."""
+        file_field = f"{field}_file"
+        if field in self.item and file_field in self.item:
+            raise self.error(file_field, f"give {field} or {file_field}, not both")
+        if file_field not in self.item:
+            is_secret = field == "client_secret"
+            return Secret(self.string(field, self.item.get(field), secret=is_secret))
+        secret_file = SecretFile(str(self.path_field(file_field)))
+        try:
+            secret_file.reveal()
+        except ValueError as e:
+            raise self.error(file_field, str(e)) from None
+        return secret_file
+
+    def ca_file(self) -> str | None:
+        if self.item.get("ca_file") is None:
+            return None
+        path = self.path_field("ca_file")
+        try:
+            ssl.create_default_context(cafile=path)
+        except (OSError, ssl.SSLError) as e:
+            raise self.error(
+                "ca_file", f"not a readable PEM CA bundle ({type(e).__name__})"
+            ) from None
+        return str(path)
+
+    def statuses(self, field: str) -> frozenset[int]:
+        value = self.item.get(field, sorted(DEFAULT_PURGE_ON_STATUS))
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 400 <= v <= 599 for v in value
+        ):
+            raise self.error(field, "must be a list of HTTP statuses from 400 to 599")
+        return frozenset(value)
 
     def scopes(self, value: object) -> tuple[str, ...]:
         """KrakenD's comma string or a YAML list; items trimmed, empties and repeats dropped."""
@@ -334,6 +401,22 @@ class _RuleReader:
         return tuple(params)
 
     # -- helpers ----------------------------------------------------------
+
+    def boolean(self, field: str) -> bool:
+        value = self.item.get(field, False)
+        if not isinstance(value, bool):
+            raise self.error(field, "must be true or false")
+        return value
+
+    def choice(self, field: str, choices: tuple[str, ...]) -> str:
+        value = self.string(field, self.item.get(field, choices[0]))
+        if value not in choices:
+            raise self.error(field, f"must be one of {', '.join(choices)}")
+        return value
+
+    def path_field(self, field: str) -> Path:
+        path = Path(self.string(field, self.item.get(field))).expanduser()
+        return path if path.is_absolute() else self.base / path
 
     def check_keys(self, section: dict[Any, Any], allowed: tuple[str, ...], prefix: str) -> None:
         for key in section:

@@ -47,3 +47,52 @@ class Secret:
         return f"Secret(sha256:{self.fingerprint})"
 
     __str__ = __repr__
+
+
+class SecretFile:
+    """A secret kept in a file and read at each use, so a rotation is picked up.
+
+    Rotate it by writing a new file and renaming it over the old one: a reader
+    then sees either the old or the new secret, never half of one. One trailing
+    newline (what `echo` and most editors add) is not part of the secret; an
+    empty file is an error, never an empty secret.
+    """
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def reveal(self) -> str:
+        """The file's current content; raises ValueError naming the file, never its content."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                value = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read {self.path} ({type(e).__name__})") from None
+        value = value.removesuffix("\n").removesuffix("\r")
+        if not value:
+            raise ValueError(f"{self.path} is empty")
+        return value
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.reveal())
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretFile) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    def __repr__(self) -> str:
+        return f"SecretFile({self.path!r})"
+
+    __str__ = __repr__
+
+
+SecretValue = Secret | SecretFile
+"""Where a credential comes from: the rules file (or environment), or a file read at each use."""

@@ -39,11 +39,6 @@ class Token:
     """Seconds, as the endpoint sent it; None when it sent none (or 0)."""
     scope: str | None = None
 
-    @property
-    def authorization(self) -> str:
-        """The `Authorization` header value. Reveals the token: only for the wire."""
-        return f"{self.token_type} {self.access_token.reveal()}"
-
 
 def parse_token_response(status: int, content_type: str, body: bytes) -> Token:
     """Turn a token endpoint's answer into a `Token`, or raise `TokenError`."""

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from addon.backoff import Backoff
 from addon.errors import TokenError
 from addon.rules import Credentials, Rule
 from addon.token import Token
@@ -18,22 +19,41 @@ DEFAULT_EXPIRY_DELTA = 10.0
 """Seconds before expiry at which a token counts as expired (golang/oauth2, KrakenD)."""
 DEFAULT_LIFETIME = 3600.0
 """Lifetime assumed when the endpoint sends no `expires_in`: bounded, never "forever"."""
+DEFAULT_REFRESH_AHEAD = 0.8
+"""Fraction of a token's lifetime after which a request starts a background refresh."""
+PURGE_INTERVAL = 10.0
+"""At most one purge per credential set in this many seconds, however many 401s arrive."""
 
 
 @dataclass
 class _Entry:
     token: Token | None = None
+    fetched_at: float = 0.0
+    refresh_at: float = 0.0
+    """From here on, a request starts a refresh in the background."""
     usable_until: float = 0.0
+    """From here on, the token is not handed out any more."""
     fetch: asyncio.Task[Token] | None = None
+    failures: int = 0
+    last_error: TokenError | None = None
+    retry_at: float = 0.0
+    """No fetch before this, after a failure."""
+    last_purge: float = float("-inf")
 
 
 class TokenCache:
-    """Hands out tokens, fetching a credential set's token only when it is missing or expired.
+    """Hands out tokens, fetching a credential set's token only when needed.
 
-    A token counts as expired `expiry_delta` seconds early, but never before
-    half its lifetime, so that short-lived tokens are still reused. Requests
-    that find the token missing while a fetch is under way wait for that fetch:
-    the endpoint sees one request, and its failure reaches every waiter.
+    - A token counts as expired `expiry_delta` seconds early, but never
+      before half its lifetime, so that short-lived tokens are still reused.
+    - After `refresh_ahead` of its lifetime, the next request starts a refresh
+      in the background and goes on with the current token: under steady
+      traffic nobody waits for a token.
+    - Requests that need a token while a fetch is under way wait for that
+      fetch: the endpoint sees one request, and its failure reaches them all.
+    - After a failure, the endpoint is left alone for a back-off delay;
+      meanwhile requests get the still-usable token, or the last error at
+      once. Client traffic never multiplies the load on the endpoint.
     """
 
     def __init__(
@@ -42,11 +62,15 @@ class TokenCache:
         *,
         expiry_delta: float = DEFAULT_EXPIRY_DELTA,
         default_lifetime: float = DEFAULT_LIFETIME,
+        refresh_ahead: float = DEFAULT_REFRESH_AHEAD,
+        backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
         self.expiry_delta = expiry_delta
         self.default_lifetime = default_lifetime
+        self.refresh_ahead = refresh_ahead
+        self.backoff = backoff or Backoff()
         self._clock = clock
         self._entries: dict[Credentials, _Entry] = {}
         self._rule_names: dict[Credentials, tuple[str, ...]] = {}
@@ -61,30 +85,70 @@ class TokenCache:
 
     async def get(self, creds: Credentials) -> Token:
         entry = self._entries.setdefault(creds, _Entry())
-        if entry.token is not None and self._clock() < entry.usable_until:
+        now = self._clock()
+        if entry.token is not None and now < entry.usable_until:
+            if now >= entry.refresh_at and entry.fetch is None and now >= entry.retry_at:
+                self._start_fetch(creds, entry, "refresh ahead").add_done_callback(_quietly)
             return entry.token
         if entry.fetch is None:
+            if entry.last_error is not None and now < entry.retry_at:
+                wait = entry.retry_at - now
+                raise entry.last_error.but(
+                    message=f"{entry.last_error.message} (next attempt in {wait:.0f} s)"
+                )
             reason = "first use" if entry.token is None else "expired"
-            entry.fetch = asyncio.create_task(self._refresh(creds, entry, reason))
+            if entry.last_error is not None:
+                reason = "retry"
+            self._start_fetch(creds, entry, reason)
+        assert entry.fetch is not None
         # Shielded: a client that hangs up must not cancel the fetch others wait for.
         return await asyncio.shield(entry.fetch)
 
+    def purge(self, creds: Credentials, token: Token, why: str) -> bool:
+        """Drop `token` if it is still the cached one and no purge happened lately.
+
+        Meant for an upstream that rejects the token (401): the next request
+        fetches a new one. Rate-limited so that an upstream that rejects every
+        token cannot turn client traffic into token requests.
+        """
+        entry = self._entries.get(creds)
+        now = self._clock()
+        if entry is None or entry.token is not token or now - entry.last_purge < PURGE_INTERVAL:
+            return False
+        entry.last_purge = now
+        entry.token = None
+        entry.usable_until = entry.refresh_at = 0.0
+        log.warning(
+            "token sha256:%s for rule %s dropped: %s",
+            token.access_token.fingerprint, self._names(creds), why,
+        )  # fmt: skip
+        return True
+
+    def _names(self, creds: Credentials) -> str:
+        return ", ".join(self._rule_names.get(creds, ())) or "?"
+
+    def _start_fetch(self, creds: Credentials, entry: _Entry, reason: str) -> asyncio.Task[Token]:
+        entry.fetch = asyncio.create_task(self._refresh(creds, entry, reason))
+        return entry.fetch
+
     async def _refresh(self, creds: Credentials, entry: _Entry, reason: str) -> Token:
-        rules = ", ".join(self._rule_names.get(creds, ())) or "?"
         started = self._clock()
         try:
             token = await self._fetch(creds)
-        except TokenError as e:
-            log.warning(
-                "token fetch for rule %s failed (%s) after %.0f ms: %s",
-                rules, reason, (self._clock() - started) * 1000, e,
-            )  # fmt: skip
-            raise
+        except Exception as e:
+            error = e if isinstance(e, TokenError) else _internal(e)
+            self._failed(creds, entry, reason, error, started)
+            raise error from None
         finally:
             entry.fetch = None
         lifetime = token.expires_in or self.default_lifetime
         entry.token = token
+        entry.fetched_at = started
         entry.usable_until = started + lifetime - min(self.expiry_delta, lifetime / 2)
+        entry.refresh_at = min(started + lifetime * self.refresh_ahead, entry.usable_until)
+        entry.failures = 0
+        entry.last_error = None
+        entry.retry_at = 0.0
         expires = (
             f"expires_in {token.expires_in} s"
             if token.expires_in
@@ -92,7 +156,7 @@ class TokenCache:
         )
         log.info(
             "token fetched for rule %s (%s) in %.0f ms: sha256:%s, %s, scopes %s",
-            rules,
+            self._names(creds),
             reason,
             (self._clock() - started) * 1000,
             token.access_token.fingerprint,
@@ -100,3 +164,37 @@ class TokenCache:
             " ".join(creds.scopes) or "(none)",
         )
         return token
+
+    def _failed(
+        self, creds: Credentials, entry: _Entry, reason: str, error: TokenError, started: float
+    ) -> None:
+        now = self._clock()
+        entry.failures += 1
+        entry.last_error = error
+        delay = self.backoff.delay(entry.failures, error)
+        entry.retry_at = now + delay
+        still = ""
+        if entry.token is not None and now < entry.usable_until:
+            still = (
+                f"; still using sha256:{entry.token.access_token.fingerprint} "
+                f"for {entry.usable_until - now:.0f} s"
+            )
+        kind = "permanent" if error.permanent else "transient"
+        log.warning(
+            "token fetch for rule %s failed (%s) after %.0f ms: %s; %s failure %d, "
+            "next attempt in %.1f s%s",
+            self._names(creds), reason, (now - started) * 1000, error, kind,
+            entry.failures, delay, still,
+        )  # fmt: skip
+
+
+def _internal(e: Exception) -> TokenError:
+    """A bug of ours while fetching: logged with its traceback, then treated as transient."""
+    log.error("unexpected error while fetching a token", exc_info=e)
+    return TokenError(f"internal error while fetching the token ({type(e).__name__})")
+
+
+def _quietly(task: asyncio.Task[Token]) -> None:
+    """A background refresh's failure is logged by the cache; nobody else awaits it."""
+    if not task.cancelled():
+        task.exception()

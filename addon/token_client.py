@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
+import email.utils
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -16,6 +20,40 @@ MAX_RESPONSE_BYTES = 1 << 20
 """golang/oauth2 reads at most 1 MiB of a token response; so do we."""
 
 DEFAULT_TIMEOUT = 10.0
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True)
+class ClientAuth:
+    """A credential set's id and secret, read once per fetch (files may have rotated)."""
+
+    client_id: str
+    client_secret: str
+
+    @classmethod
+    def of(cls, creds: Credentials) -> ClientAuth:
+        try:
+            return cls(creds.client_id.reveal(), creds.client_secret.reveal())
+        except ValueError as e:  # a *_file that is missing, unreadable or empty
+            raise TokenError(
+                f"client credentials unavailable: {e}", error="invalid_client"
+            ) from None
+
+    def __repr__(self) -> str:
+        return "ClientAuth(…)"
+
+    def forms(self) -> list[str]:
+        """Every spelling of the secret that could travel in an error message."""
+        s = self.client_secret
+        pair = f"{quote_plus(self.client_id)}:{quote_plus(s)}"
+        spellings = {
+            s,
+            quote_plus(s),
+            quote(s, safe=""),
+            base64.b64encode(s.encode()).decode(),
+            base64.b64encode(pair.encode()).decode(),
+        }
+        return sorted(spellings, key=len, reverse=True)
 
 
 def basic_credentials(client_id: str, client_secret: str) -> str:
@@ -24,7 +62,7 @@ def basic_credentials(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
-def token_request(creds: Credentials, style: str) -> tuple[dict[str, str], bytes]:
+def token_request(creds: Credentials, auth: ClientAuth, style: str) -> tuple[dict[str, str], bytes]:
     """Headers and form body of one attempt, with the client authenticated by `style`.
 
     `style` is "header" (HTTP Basic) or "params" (id and secret in the body).
@@ -43,12 +81,27 @@ def token_request(creds: Credentials, style: str) -> tuple[dict[str, str], bytes
         "Accept": "application/json",
     }
     if style == "header":
-        headers["Authorization"] = basic_credentials(creds.client_id, creds.client_secret.reveal())
+        headers["Authorization"] = basic_credentials(auth.client_id, auth.client_secret)
     else:
-        form.append(("client_id", creds.client_id))
-        if creds.client_secret:
-            form.append(("client_secret", creds.client_secret.reveal()))
+        form.append(("client_id", auth.client_id))
+        form.append(("client_secret", auth.client_secret))
     return headers, urlencode(form).encode("ascii")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds from now: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class TokenClient:
@@ -68,53 +121,67 @@ class TokenClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.timeout = timeout
-        self._http = httpx.AsyncClient(
-            trust_env=False, follow_redirects=False, timeout=timeout, transport=transport
-        )
+        self._transport = transport
+        self._clients: dict[str | None, httpx.AsyncClient] = {}
         self._detected_styles: dict[tuple[str, str], str] = {}
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+    def _client(self, ca_file: str | None) -> httpx.AsyncClient:
+        """One HTTP client (and connection pool) per trust store."""
+        if ca_file not in self._clients:
+            verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
+            self._clients[ca_file] = httpx.AsyncClient(
+                trust_env=False,
+                follow_redirects=False,
+                verify=verify,
+                timeout=None,  # noqa: S113 - fetch() puts one deadline on the whole exchange
+                transport=self._transport,
+            )
+        return self._clients[ca_file]
 
     async def fetch(self, creds: Credentials) -> Token:
         """One token, within `timeout` seconds for the whole exchange."""
+        auth = ClientAuth.of(creds)
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._authenticate_and_fetch(creds)
+                return await self._authenticate_and_fetch(creds, auth)
         except TimeoutError:
             raise TokenError(f"token endpoint did not answer within {self.timeout:g} s") from None
+        except TokenError as e:
+            raise _scrubbed(e, auth.forms()) from None
 
-    async def _authenticate_and_fetch(self, creds: Credentials) -> Token:
+    async def _authenticate_and_fetch(self, creds: Credentials, auth: ClientAuth) -> Token:
         if creds.auth_style != "auto":
-            return await self._exchange(creds, creds.auth_style)
-        key = (creds.token_url, creds.client_id)
+            return await self._exchange(creds, auth, creds.auth_style)
+        key = (creds.token_url, auth.client_id)
         if key in self._detected_styles:
-            return await self._exchange(creds, self._detected_styles[key])
+            return await self._exchange(creds, auth, self._detected_styles[key])
         try:
-            token = await self._exchange(creds, "header")
+            token = await self._exchange(creds, auth, "header")
             style = "header"
         except TokenError as header_error:
             if header_error.status is None:
                 raise  # no answer at all says nothing about the auth style
             try:
-                token = await self._exchange(creds, "params")
+                token = await self._exchange(creds, auth, "params")
             except TokenError as params_error:
-                raise TokenError(
-                    f"client authentication failed both ways; in the header: {header_error}; "
-                    f"in the body: {params_error.message}",
-                    status=params_error.status,
-                    error=params_error.error,
-                    error_description=params_error.error_description,
-                    error_uri=params_error.error_uri,
+                raise params_error.but(
+                    message=f"client authentication failed both ways; in the header: "
+                    f"{header_error}; in the body: {params_error.message}"
                 ) from None
             style = "params"
         self._detected_styles[key] = style
         return token
 
-    async def _exchange(self, creds: Credentials, style: str) -> Token:
-        headers, body = token_request(creds, style)
+    async def _exchange(self, creds: Credentials, auth: ClientAuth, style: str) -> Token:
+        headers, body = token_request(creds, auth, style)
+        client = self._client(creds.ca_file)
         try:
-            async with self._http.stream(
+            async with client.stream(
                 "POST", creds.token_url, headers=headers, content=body
             ) as response:
                 content = await _read_at_most(response, MAX_RESPONSE_BYTES)
@@ -129,9 +196,32 @@ class TokenClient:
                 "which is not followed",
                 status=response.status_code,
             )
-        return parse_token_response(
-            response.status_code, response.headers.get("content-type", ""), content
-        )
+        try:
+            return parse_token_response(
+                response.status_code, response.headers.get("content-type", ""), content
+            )
+        except TokenError as e:
+            e.retry_after = parse_retry_after(response.headers.get("retry-after"))
+            raise
+
+
+def _scrubbed(error: TokenError, secrets: list[str]) -> TokenError:
+    """The error with any spelling of the secret replaced: some endpoints echo what they got."""
+
+    def scrub(text: str | None) -> str | None:
+        if text is None:
+            return None
+        for secret in secrets:
+            if secret:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    return error.but(
+        message=scrub(error.message),
+        error=scrub(error.error),
+        error_description=scrub(error.error_description),
+        error_uri=scrub(error.error_uri),
+    )
 
 
 def _without_query(url: str) -> str:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from addon.matching import Destination, RuleIndex, path_has_prefix
+from addon.matching import (
+    AmbiguousRequest,
+    Destination,
+    RuleIndex,
+    canonical_path,
+    path_has_prefix,
+)
 from addon.rules import Credentials, Match, Rule
 from addon.secret import Secret
 
-CREDS = Credentials("https://idp.example/token", "id", Secret("secret"))
+CREDS = Credentials("https://idp.example/token", Secret("id"), Secret("secret"))
 
 
 def rule(name: str, host: str, position: int = 0, **match: object) -> Rule:
@@ -56,7 +62,6 @@ def test_no_rules_no_match():
         ("example.com", False),
         ("a.b.example.com", False),
         ("aexample.com", False),
-        (".example.com", False),
         ("a.example.com.evil.net", False),
     ],
 )
@@ -125,3 +130,105 @@ def test_index_of_many_rules_finds_each():
     assert len(index) == 1000
     assert index.match(dest("host737.example.com")).name == "r737"
     assert index.match(dest("host1000.example.com")) is None
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/v1/x", "/v1/x"),
+        ("/v1/x?q=/../admin", "/v1/x"),
+        ("/%76%31/x", "/v1/x"),
+        ("/v1/a%20b", "/v1/a%20b"),
+        ("/v1/a%2fb", None),
+        ("/v1/a%5Cb", None),
+        ("/v1/a%3bb", None),
+        ("/v1/../admin", None),
+        ("/v1/%2e%2e/admin", None),
+        ("/v1/./x", None),
+        ("/v1/..", None),
+        ("//v1/x", None),
+        ("/v1//x", None),
+        ("/v1;a=b/x", None),
+        ("/v1\\..\\admin", None),
+        ("/v1/caf\u00e9", None),
+        ("/v1/%zz", None),
+        ("/v1/%", None),
+        ("v1/x", None),
+        ("http://api.example.com/v1", None),
+        ("*", "*"),
+    ],
+)
+def test_canonical_path(target, expected):
+    assert canonical_path(target) == expected
+
+
+def test_ambiguous_paths_only_match_rules_for_the_whole_host():
+    index = RuleIndex(
+        [rule("v1", "api.example.com", path="/v1"), rule("all", "*.example.com", position=1)]
+    )
+    assert index.match(dest(path="/v1/x")).name == "v1"
+    assert index.match(dest(path="/v1/../admin")).name == "all"
+    assert (
+        RuleIndex([rule("v1", "api.example.com", path="/v1")]).match(dest(path="/v1/%2e%2e/admin"))
+        is None
+    )
+
+
+@pytest.mark.parametrize("method", ["TRACE", "trace", "TRACK", "CONNECT"])
+def test_echoing_methods_never_match(method):
+    index = RuleIndex([rule("any", "api.example.com")])
+    assert index.match(dest(method=method)) is None
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["api.example.com"],
+        ["API.example.com."],
+        ["api.example.com:443"],
+        ["api.example.com", "api.example.com:443"],
+    ],
+)
+def test_other_names_that_agree(names):
+    d = Destination.of("https", "api.example.com", 443, "/", "GET", other_names=names)
+    assert d.host == "api.example.com"
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["evil.example.net"],
+        ["api.example.com.evil.net"],
+        ["api.example.com:8443"],
+        ["api.example.com", "other.example.com"],
+        ["api.example.com:x"],
+        ["[::1]"],
+    ],
+)
+def test_other_names_that_disagree_make_the_request_ambiguous(names):
+    with pytest.raises(AmbiguousRequest):
+        Destination.of("https", "api.example.com", 443, "/", "GET", other_names=names)
+
+
+def test_ipv6_destinations():
+    d = Destination.of("https", "::1", 443, "/", "GET", other_names=["[::1]:443"])
+    assert d.host == "::1"
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("BÜCHER.example", "xn--bcher-kva.example"),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ("127.000.000.001", None),
+        ("a%2eexample.com", None),
+        ("a..example.com", None),
+        ("", None),
+    ],
+)
+def test_destination_hosts(host, expected):
+    if expected is None:
+        with pytest.raises(AmbiguousRequest):
+            Destination.of("https", host, 443, "/", "GET")
+    else:
+        assert Destination.of("https", host, 443, "/", "GET").host == expected

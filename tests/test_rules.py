@@ -84,7 +84,7 @@ def test_full_rule_from_the_issue():
     assert rule.match.schemes == {"http", "https"}
     assert rule.match.path == "/v1"
     assert rule.match.methods == {"GET", "POST"}
-    assert rule.credentials.client_id == "the-id"
+    assert rule.credentials.client_id.reveal() == "the-id"
     assert rule.credentials.client_secret.reveal() == "the-secret"
     assert rule.credentials.scopes == ("read", "write")
     assert rule.credentials.endpoint_params == (
@@ -163,7 +163,7 @@ def test_top_level_x_keys_hold_yaml_anchors():
 )
 def test_environment_references(value, expected):
     (rule,) = parse(rule_with(client_id=f"'{value}'"))
-    assert rule.credentials.client_id == expected
+    assert rule.credentials.client_id.reveal() == expected
 
 
 ERRORS = [
@@ -183,7 +183,11 @@ ERRORS = [
     (rule_with(match="{host: 'a b.com'}"), "match.host", "not a valid host name"),
     (rule_with(match="{host: 'a.*.com'}"), "match.host", "whole first label"),
     (rule_with(match="{host: '*'}"), "match.host", "whole first label"),
-    (rule_with(match="{host: '*.com'}"), "match.host", "too broad"),
+    (rule_with(match="{host: '*.com'}"), "match.host", "public suffix 'com'"),
+    (rule_with(match="{host: '*.co.uk'}"), "match.host", "public suffix 'co.uk'"),
+    (rule_with(match="{host: '*.github.io'}"), "match.host", "public suffix"),
+    (rule_with(match="{host: '127.1'}"), "match.host", "numeric name"),
+    (rule_with(match="{host: 'a..b'}"), "match.host", "not a valid host name"),
     (rule_with(match="{host: '*.127.0.0.1'}"), "match.host", "IP address"),
     (rule_with(match="{host: a.com, port: 0}"), "match.port", "1 to 65535"),
     (rule_with(match="{host: a.com, port: '443'}"), "match.port", "1 to 65535"),
@@ -208,6 +212,19 @@ ERRORS = [
     (rule_with(endpoint_params="{audience: []}"), "endpoint_params.audience", "at least one"),
     (rule_with(auth_style="basic"), "auth_style", "auto, header, params"),
     (rule_with(accept='"a\\nb"'), "accept", "single header line"),
+    (rule_with(token_url="http://idp.example.com/t"), "token_url", "must use https"),
+    (rule_with(client_secret_file="s.txt"), "client_secret_file", "not both"),
+    (
+        rule_with(client_secret=None, client_secret_file="nope.txt"),
+        "client_secret_file",
+        "cannot read",
+    ),
+    (rule_with(ca_file="nope.pem"), "ca_file", "not a readable PEM CA bundle"),
+    (rule_with(purge_on_status="[200]"), "purge_on_status", "400 to 599"),
+    (rule_with(purge_on_status="401"), "purge_on_status", "400 to 599"),
+    (rule_with(retry_on_401="'yes'"), "retry_on_401", "true or false"),
+    (rule_with(client_authorization="merge"), "client_authorization", "replace, keep"),
+    (rule_with(token_type="'Bearer token'"), "token_type", "authentication scheme"),
 ]
 
 
@@ -274,3 +291,84 @@ def test_the_example_rules_file_is_valid():
         "BILLING_CLIENT_ID": "id", "BILLING_CLIENT_SECRET": "secret",
     })  # fmt: skip
     assert rules
+
+
+@pytest.mark.parametrize("host", ["'*.localhost'", "'*.internal'", "'*.example.co.uk'"])
+def test_wildcards_below_public_suffixes_are_allowed(host):
+    (rule,) = parse(rule_with(match=f"{{host: {host}}}"))
+    assert rule.match.is_wildcard
+
+
+@pytest.mark.parametrize(
+    ("url", "extra"),
+    [
+        ("http://127.0.0.1:8080/token", {}),
+        ("http://localhost/token", {}),
+        ("http://[::1]/token", {}),
+        ("http://idp.example.com/token", {"allow_insecure_token_url": "true"}),
+    ],
+)
+def test_http_token_url_only_on_loopback_or_when_allowed(url, extra):
+    (rule,) = parse(rule_with(token_url=url, **extra))
+    assert rule.credentials.token_url == url
+
+
+def test_new_fields_and_their_defaults():
+    (default,) = parse(MINIMAL)
+    assert default.client_authorization == "replace"
+    assert default.token_type is None
+    assert default.purge_on_status == {401}
+    assert default.retry_on_401 is False
+    (rule,) = parse(
+        rule_with(
+            client_authorization="keep", token_type="MAC", purge_on_status="[401, 403]",
+            retry_on_401="true",
+        )
+    )  # fmt: skip
+    assert rule.client_authorization == "keep"
+    assert rule.token_type == "MAC"
+    assert rule.purge_on_status == {401, 403}
+    assert rule.retry_on_401 is True
+    (never,) = parse(rule_with(purge_on_status="[]"))
+    assert never.purge_on_status == frozenset()
+
+
+def test_secret_files_are_relative_to_the_rules_file_and_read_at_each_use(tmp_path: Path):
+    (tmp_path / "secrets").mkdir()
+    secret = tmp_path / "secrets" / "billing"
+    secret.write_text("first\n")
+    client_id = tmp_path / "id.txt"
+    client_id.write_text("the-id")
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(
+        rule_with(client_id=None, client_id_file="id.txt", client_secret=None,
+                  client_secret_file="secrets/billing")
+    )  # fmt: skip
+    (rule,) = load_rules(rules_file, environ={})
+    creds = rule.credentials
+    assert creds.client_id.reveal() == "the-id"
+    assert creds.client_secret.reveal() == "first"
+    rotated = tmp_path / "secrets" / "billing.new"
+    rotated.write_text("second\r\n")
+    rotated.replace(secret)  # rotation by atomic rename
+    assert creds.client_secret.reveal() == "second"
+    assert "second" not in repr(creds)
+    secret.write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        creds.client_secret.reveal()
+
+
+def test_empty_secret_file_is_an_error_at_load(tmp_path: Path):
+    (tmp_path / "empty").write_text("")
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(rule_with(client_secret=None, client_secret_file="empty"))
+    with pytest.raises(RulesError, match=r"field 'client_secret_file': .*empty is empty"):
+        load_rules(rules_file, environ={})
+
+
+def test_ca_file_is_checked_and_kept(tmp_path: Path):
+    from tests.support.certs import make_server_cert
+
+    cert = make_server_cert(tmp_path)
+    (rule,) = parse(rule_with(ca_file=str(cert.ca_file)))
+    assert rule.credentials.ca_file == str(cert.ca_file)

@@ -23,7 +23,6 @@ def test_plain_bearer_token():
     assert token.access_token.reveal() == "abc"
     assert token.token_type == "Bearer"
     assert token.expires_in == 3600
-    assert token.authorization == "Bearer abc"
 
 
 @pytest.mark.parametrize(

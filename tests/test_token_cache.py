@@ -13,8 +13,8 @@ from addon.secret import Secret
 from addon.token import Token
 from addon.token_cache import TokenCache
 
-A = Credentials("https://idp.example/token", "a", Secret("secret-a"))
-B = Credentials("https://idp.example/token", "b", Secret("secret-b"))
+A = Credentials("https://idp.example/token", Secret("a"), Secret("secret-a"))
+B = Credentials("https://idp.example/token", Secret("b"), Secret("secret-b"))
 
 
 class Clock:
@@ -40,11 +40,14 @@ class Endpoint:
             await self.gate.wait()
         if self.error is not None:
             raise self.error
-        return Token(Secret(f"{creds.client_id}-{len(self.calls)}"), expires_in=self.expires_in)
+        name = creds.client_id.reveal()
+        return Token(Secret(f"{name}-{len(self.calls)}"), expires_in=self.expires_in)
 
 
 def make(expires_in: int | None = 3600, **kw: float) -> tuple[TokenCache, Endpoint, Clock]:
+    """A cache with refresh-ahead off unless asked for, so expiry tests see expiry alone."""
     endpoint, clock = Endpoint(expires_in), Clock()
+    kw.setdefault("refresh_ahead", 1.0)
     return TokenCache(endpoint, clock=clock, **kw), endpoint, clock
 
 
@@ -133,8 +136,8 @@ def test_concurrent_misses_share_one_fetch(waiters):
     assert len(endpoint.calls) == 1
 
 
-def test_a_failure_reaches_every_waiter_and_is_not_cached():
-    cache, endpoint, _ = make()
+def test_a_failure_reaches_every_waiter_then_backs_off():
+    cache, endpoint, clock = make()
     endpoint.error = TokenError("down")
 
     async def scenario() -> list[object]:
@@ -144,6 +147,10 @@ def test_a_failure_reaches_every_waiter_and_is_not_cached():
         endpoint.gate.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         endpoint.error = None
+        with pytest.raises(TokenError, match=r"down \(next attempt in \d+ s\)"):
+            await cache.get(A)  # within the back-off: the last error, no new request
+        assert len(endpoint.calls) == 1
+        clock.now += 1.0  # the first back-off is at most 1 s
         results.append(value(await cache.get(A)))
         return results
 
@@ -211,3 +218,118 @@ def test_fetches_are_logged_with_a_fingerprint_never_the_token(caplog):
     assert "a-1" not in caplog.text
     assert "a-2" not in caplog.text
     assert "secret-a" not in caplog.text
+
+
+async def settle() -> None:
+    """Let background tasks that are ready run to completion."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_refresh_ahead_serves_the_current_token_and_refreshes_in_the_background():
+    cache, endpoint, clock = make(expires_in=100, refresh_ahead=0.8)
+
+    async def scenario() -> list[str]:
+        got = [value(await cache.get(A))]
+        clock.now += 79.9
+        got.append(value(await cache.get(A)))
+        assert len(endpoint.calls) == 1
+        clock.now += 0.1
+        endpoint.gate = asyncio.Event()
+        got += [value(await cache.get(A)) for _ in range(50)]  # none of them waits
+        await settle()
+        assert len(endpoint.calls) == 2
+        endpoint.gate.set()
+        await settle()
+        got.append(value(await cache.get(A)))
+        return got
+
+    got = asyncio.run(scenario())
+    assert got == ["a-1"] * 52 + ["a-2"]
+    assert len(endpoint.calls) == 2
+
+
+def test_failed_refresh_keeps_serving_the_usable_token_then_fails_closed():
+    cache, endpoint, clock = make(expires_in=100, refresh_ahead=0.5)
+
+    async def scenario() -> None:
+        await cache.get(A)
+        endpoint.error = TokenError("idp down", status=503)
+        clock.now += 50
+        assert value(await cache.get(A)) == "a-1"  # starts the refresh
+        await settle()
+        assert len(endpoint.calls) == 2
+        clock.now += 30
+        assert value(await cache.get(A)) == "a-1"  # refresh failed: still the usable token
+        await settle()
+        clock.now += 10  # now at 90 s: expired (100 s - 10 s early)
+        with pytest.raises(TokenError, match="idp down"):
+            await cache.get(A)
+
+    asyncio.run(scenario())
+
+
+def test_background_refreshes_back_off_too():
+    cache, endpoint, clock = make(expires_in=1000, refresh_ahead=0.5)
+    endpoint.error = None
+
+    async def scenario() -> None:
+        await cache.get(A)
+        endpoint.error = TokenError("idp down", status=500)
+        clock.now += 500
+        for _ in range(100):  # traffic during the back-off does not reach the endpoint
+            await cache.get(A)
+            await settle()
+            clock.now += 0.001
+        assert len(endpoint.calls) == 2
+
+    asyncio.run(scenario())
+
+
+def test_retry_after_is_honoured():
+    cache, endpoint, clock = make()
+    endpoint.error = TokenError("slow down", status=429, retry_after=120)
+
+    async def scenario() -> None:
+        with pytest.raises(TokenError):
+            await cache.get(A)
+        clock.now += 119
+        with pytest.raises(TokenError, match="next attempt in 1 s"):
+            await cache.get(A)
+        clock.now += 1
+        endpoint.error = None
+        await cache.get(A)
+
+    asyncio.run(scenario())
+    assert len(endpoint.calls) == 2
+
+
+def test_unexpected_exceptions_become_token_errors_and_back_off():
+    cache, endpoint, _ = make()
+    endpoint.error = ZeroDivisionError("bug")  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        with pytest.raises(TokenError, match=r"internal error .*ZeroDivisionError"):
+            await cache.get(A)
+        with pytest.raises(TokenError, match="next attempt"):
+            await cache.get(A)
+
+    asyncio.run(scenario())
+    assert len(endpoint.calls) == 1
+
+
+def test_purge_drops_only_the_cached_token_and_is_rate_limited():
+    cache, _endpoint, clock = make()
+
+    async def scenario() -> None:
+        old = await cache.get(A)
+        assert cache.purge(A, old, "upstream answered 401")
+        new = await cache.get(A)
+        assert value(new) == "a-2"
+        assert not cache.purge(A, old, "late 401 for the old token")
+        assert not cache.purge(A, new, "too soon")
+        clock.now += 10
+        assert cache.purge(A, new, "upstream answered 401")
+        assert value(await cache.get(A)) == "a-3"
+
+    asyncio.run(scenario())

@@ -13,16 +13,20 @@ import pytest
 from addon.errors import TokenError
 from addon.rules import Credentials
 from addon.secret import Secret
-from addon.token_client import TokenClient, basic_credentials, token_request
+from addon.token_client import ClientAuth, TokenClient, basic_credentials, token_request
 
 URL = "https://idp.example/token"
 
 
 def creds(**kw: object) -> Credentials:
     values: dict[str, object] = {
-        "token_url": URL, "client_id": "my client", "client_secret": Secret("s&cr:t+/="),
+        "token_url": URL, "client_id": Secret("my client"), "client_secret": Secret("s&cr:t+/="),
     } | kw  # fmt: skip
     return Credentials(**values)  # type: ignore[arg-type]
+
+
+def request_of(c: Credentials, style: str) -> tuple[dict[str, str], bytes]:
+    return token_request(c, ClientAuth.of(c), style)
 
 
 def form_of(body: bytes) -> dict[str, list[str]]:
@@ -37,7 +41,7 @@ def test_basic_credentials_are_form_encoded_first():
 
 
 def test_header_style_request():
-    headers, body = token_request(
+    headers, body = request_of(
         creds(scopes=("read", "write"), endpoint_params=(("audience", ("a", "b")),)), "header"
     )
     assert headers["Content-Type"] == "application/x-www-form-urlencoded"
@@ -51,7 +55,7 @@ def test_header_style_request():
 
 
 def test_params_style_request_puts_credentials_in_the_body():
-    headers, body = token_request(creds(), "params")
+    headers, body = request_of(creds(), "params")
     assert "Authorization" not in headers
     assert form_of(body) == {
         "grant_type": ["client_credentials"],
@@ -62,16 +66,16 @@ def test_params_style_request_puts_credentials_in_the_body():
 
 def test_params_style_replaces_credentials_from_endpoint_params():
     auth0 = creds(endpoint_params=(("client_id", ("my client",)), ("client_secret", ("x",))))
-    _, body = token_request(auth0, "params")
+    _, body = request_of(auth0, "params")
     assert form_of(body)["client_id"] == ["my client"]
     assert form_of(body)["client_secret"] == ["s&cr:t+/="]
     # In the header style they are sent as configured, as KrakenD does.
-    _, body = token_request(auth0, "header")
+    _, body = request_of(auth0, "header")
     assert form_of(body)["client_secret"] == ["x"]
 
 
 def test_no_scope_parameter_when_scopes_are_empty():
-    _, body = token_request(creds(), "header")
+    _, body = request_of(creds(), "header")
     assert "scope" not in form_of(body)
 
 
@@ -124,7 +128,7 @@ def test_auto_remembers_per_token_url_and_client_id():
     endpoint = FakeEndpoint(params_only)
     client = endpoint.client()
     fetch(client, creds())
-    fetch(client, creds(client_id="other"))
+    fetch(client, creds(client_id=Secret("other")))
     assert [("authorization" in r.headers) for r in endpoint.requests] == [True, False, True, False]
 
 
