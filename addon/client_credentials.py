@@ -20,6 +20,7 @@ from addon import injection
 from addon.backoff import Backoff
 from addon.errors import RulesError, TokenError
 from addon.matching import AmbiguousRequest, Destination, RuleIndex
+from addon.redaction import Redactor
 from addon.replay import Replayer, can_replay
 from addon.rules import Rule, load_rules
 from addon.token import Token
@@ -66,7 +67,8 @@ class ClientCredentials:
         self.rules: RuleIndex | None = None
         """None until a rules file has loaded: until then every request is refused."""
         self.started = False
-        self.client = TokenClient()
+        self.redactor = Redactor()
+        self.client = TokenClient(redactor=self.redactor)
         self.cache = TokenCache(self.client.fetch)
         self.replayer = Replayer()
         self.injections: weakref.WeakKeyDictionary[http.HTTPFlow, Injection] = (
@@ -133,11 +135,13 @@ class ClientCredentials:
 
     def running(self) -> None:
         self.started = True
+        self.redactor.install()
         self._watcher = asyncio.get_running_loop().create_task(self.watch_rules())
 
     async def done(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        self.redactor.uninstall()
         await self.client.aclose()
         await self.replayer.aclose()
 

@@ -8,11 +8,12 @@ import email.utils
 import ssl
 import time
 from dataclasses import dataclass
-from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from addon.errors import TokenError
+from addon.redaction import Redactor
 from addon.rules import Credentials
 from addon.token import Token, parse_token_response
 
@@ -20,7 +21,6 @@ MAX_RESPONSE_BYTES = 1 << 20
 """golang/oauth2 reads at most 1 MiB of a token response; so do we."""
 
 DEFAULT_TIMEOUT = 10.0
-REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,10 @@ class ClientAuth:
     def __repr__(self) -> str:
         return "ClientAuth(…)"
 
-    def forms(self) -> list[str]:
-        """Every spelling of the secret that could travel in an error message."""
-        s = self.client_secret
-        pair = f"{quote_plus(self.client_id)}:{quote_plus(s)}"
-        spellings = {
-            s,
-            quote_plus(s),
-            quote(s, safe=""),
-            base64.b64encode(s.encode()).decode(),
-            base64.b64encode(pair.encode()).decode(),
-        }
-        return sorted(spellings, key=len, reverse=True)
+    def secrets(self) -> tuple[str, str]:
+        """The secret, and the id:secret pair as HTTP Basic encodes it."""
+        pair = f"{quote_plus(self.client_id)}:{quote_plus(self.client_secret)}"
+        return self.client_secret, pair
 
 
 def basic_credentials(client_id: str, client_secret: str) -> str:
@@ -110,8 +102,8 @@ class TokenClient:
     With `auth_style: auto` it behaves as golang/oauth2: HTTP Basic first,
     then the credentials in the body, and it remembers what worked per
     (token_url, client_id). When both fail, the error names both failures.
-    Unlike golang/oauth2 it only tries the body when the endpoint answered:
-    a refused connection or a timeout says nothing about the auth style.
+    Unlike golang/oauth2 it only tries the body after a refusal (4xx): a
+    timeout, a refused connection or a 5xx says nothing about the auth style.
     """
 
     def __init__(
@@ -119,9 +111,12 @@ class TokenClient:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.timeout = timeout
         self._transport = transport
+        self.redactor = redactor or Redactor()
+        """Learns every secret and token this client handles, to scrub them from text."""
         self._clients: dict[str | None, httpx.AsyncClient] = {}
         self._detected_styles: dict[tuple[str, str], str] = {}
 
@@ -146,13 +141,16 @@ class TokenClient:
     async def fetch(self, creds: Credentials) -> Token:
         """One token, within `timeout` seconds for the whole exchange."""
         auth = ClientAuth.of(creds)
+        self.redactor.add(*auth.secrets())
         try:
             async with asyncio.timeout(self.timeout):
-                return await self._authenticate_and_fetch(creds, auth)
+                token = await self._authenticate_and_fetch(creds, auth)
         except TimeoutError:
             raise TokenError(f"token endpoint did not answer within {self.timeout:g} s") from None
         except TokenError as e:
-            raise _scrubbed(e, auth.forms()) from None
+            raise _scrubbed(e, self.redactor) from None
+        self.redactor.add(token.access_token.reveal())
+        return token
 
     async def _authenticate_and_fetch(self, creds: Credentials, auth: ClientAuth) -> Token:
         if creds.auth_style != "auto":
@@ -164,8 +162,8 @@ class TokenClient:
             token = await self._exchange(creds, auth, "header")
             style = "header"
         except TokenError as header_error:
-            if header_error.status is None:
-                raise  # no answer at all says nothing about the auth style
+            if not header_error.permanent:
+                raise  # a timeout, 5xx or 429 says nothing about the auth style
             try:
                 token = await self._exchange(creds, auth, "params")
             except TokenError as params_error:
@@ -205,16 +203,11 @@ class TokenClient:
             raise
 
 
-def _scrubbed(error: TokenError, secrets: list[str]) -> TokenError:
-    """The error with any spelling of the secret replaced: some endpoints echo what they got."""
+def _scrubbed(error: TokenError, redactor: Redactor) -> TokenError:
+    """The error with any spelling of a secret replaced: some endpoints echo what they got."""
 
     def scrub(text: str | None) -> str | None:
-        if text is None:
-            return None
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, REDACTED)
-        return text
+        return None if text is None else redactor.redact(text)
 
     return error.but(
         message=scrub(error.message),

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.certs import ServerCert, make_server_cert
 from tests.support.proxy import Mitmdump
-from tests.support.servers import RecordingServer, TokenIssuer, echo
+from tests.support.servers import DripServer, RecordingServer, TokenIssuer, echo
 
 CLIENT_SECRET = "sentinel-client-secret-7f3a"
 """Every end-to-end rule uses this secret; no output may ever contain it."""
@@ -80,8 +80,13 @@ def start_proxy(
             assert token not in proxy.output
 
 
-def rule(name: str, upstream: RecordingServer, idp: RecordingServer, **extra: object) -> str:
-    """One rule (YAML) for `upstream`, fetching tokens from `idp` with the sentinel secret."""
+def rule(
+    name: str, upstream: RecordingServer, idp: RecordingServer | DripServer, **extra: object
+) -> str:
+    """One rule (YAML) for `upstream`, fetching tokens from `idp` with the sentinel secret.
+
+    `extra` adds or replaces fields; None removes one (but `accept: null` is kept).
+    """
     body: dict[str, object] = {
         "name": name,
         "match": {"host": upstream.host, "port": upstream.port, "scheme": upstream.scheme},
@@ -90,6 +95,7 @@ def rule(name: str, upstream: RecordingServer, idp: RecordingServer, **extra: ob
         "client_secret": CLIENT_SECRET,
     }
     body.update(extra)
+    body = {k: v for k, v in body.items() if v is not None or k == "accept"}
     return "  - " + json.dumps(body) + "\n"
 
 

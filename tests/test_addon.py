@@ -168,3 +168,17 @@ def test_options_reach_the_cache_and_client(rules_file):
             tctx.configure(addon, oauth_expiry_delta=-1)
         with pytest.raises(exceptions.OptionsError, match="oauth_token_timeout must be at least 1"):
             tctx.configure(addon, oauth_token_timeout=0)
+
+
+@pytest.mark.parametrize(("authority", "injected"), [("api.example.com", True),
+                                                     ("evil.example.net", False)])  # fmt: skip
+def test_http2_authority_must_name_the_destination(rules_file, authority, injected):
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file))
+        addon.cache._fetch = token_fetcher([])
+        f = flow()
+        f.request.http_version = "HTTP/2.0"
+        f.request.authority = authority
+        run(addon, f)
+    assert (f.request.headers["Authorization"] == "Bearer tok") is injected

@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote_plus
 
 import httpx
 import pytest
 
 from addon.errors import TokenError
 from addon.rules import Credentials
-from addon.secret import Secret
-from addon.token_client import ClientAuth, TokenClient, basic_credentials, token_request
+from addon.secret import Secret, SecretFile
+from addon.token_client import (
+    ClientAuth,
+    TokenClient,
+    basic_credentials,
+    parse_retry_after,
+    token_request,
+)
 
 URL = "https://idp.example/token"
 
@@ -214,3 +220,54 @@ def test_unreachable_endpoint_message_leaves_out_the_query():
     with pytest.raises(TokenError) as caught:
         fetch(FakeEndpoint(down).client(), creds(token_url=URL + "?key=hidden"))
     assert "hidden" not in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_auto_does_not_retry_in_the_body_after_a_transient_failure(status):
+    endpoint = FakeEndpoint(lambda r: httpx.Response(status, headers={"Retry-After": "7"}))
+    with pytest.raises(TokenError) as caught:
+        fetch(endpoint.client(), creds())
+    assert len(endpoint.requests) == 1
+    assert caught.value.retry_after == 7
+
+
+def test_secrets_echoed_by_the_endpoint_are_scrubbed():
+    secret = "s3cr3t/+=&x"
+
+    def echo_back(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            401,
+            json={
+                "error": "invalid_client",
+                "error_description": f"got {request.headers.get('authorization')} and "
+                f"{request.content.decode()} and {secret}",
+            },
+        )
+
+    with pytest.raises(TokenError) as caught:
+        fetch(FakeEndpoint(echo_back).client(), creds(client_secret=Secret(secret)))
+    text = str(caught.value)
+    assert secret not in text
+    assert "s3cr3t%2F%2B%3D%26x" not in text
+    assert base64.b64encode(f"my+client:{quote_plus(secret)}".encode()).decode() not in text
+    assert "[redacted]" in text
+
+
+def test_secret_file_problems_are_token_errors(tmp_path):
+    missing = SecretFile(str(tmp_path / "gone"))
+    with pytest.raises(TokenError, match="client credentials unavailable: cannot read") as caught:
+        fetch(FakeEndpoint(ok).client(), creds(client_secret=missing))
+    assert caught.value.permanent
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("120", 120.0), ("0", 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("soon", None),
+     (None, None), ("", None)],
+)  # fmt: skip
+def test_retry_after(value, expected):
+    assert parse_retry_after(value, now=1_700_000_000) == expected
+
+
+def test_retry_after_http_date_in_the_future():
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412420) == 60

@@ -21,7 +21,7 @@ class ServerCert:
 
 
 def make_server_cert(
-    directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+    directory: Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "alt.localhost")
 ) -> ServerCert:
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())

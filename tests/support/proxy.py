@@ -30,6 +30,7 @@ class Mitmdump:
         upstream_ca: Path | None = None,
     ) -> None:
         self.confdir = confdir
+        self.rules_file = rules_file
         args = [
             str(MITMDUMP),
             "--listen-host", "127.0.0.1",
