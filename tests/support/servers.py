@@ -55,6 +55,11 @@ class Reply:
 Handler = Callable[[Recorded], Reply]
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # load tests open hundreds of connections at once
+
+
 class RecordingServer:
     """A threaded HTTP/1.1 server that records every request and answers with `handler`."""
 
@@ -92,8 +97,7 @@ class RecordingServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_TRACE = _handle
 
-        self._httpd = ThreadingHTTPServer((host, 0), _Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((host, 0), _Handler)
         self.scheme = "http"
         if tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
