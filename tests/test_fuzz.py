@@ -1,4 +1,4 @@
-"""Property tests: the parsers answer every input with a result or their own error, never a crash."""
+"""Property tests: every input gets a result or the parser's own error, never a crash."""
 
 from __future__ import annotations
 
