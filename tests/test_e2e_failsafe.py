@@ -288,40 +288,30 @@ def test_retry_on_401_replays_idempotent_requests_once(start_proxy, idp):
 # -- configuration and secrets ---------------------------------------------------------
 
 
-def test_secret_file_rotation_is_picked_up(start_proxy, tmp_path, idp, api):
+def test_secret_file_rotation_is_picked_up(start_proxy, tmp_path, idp):
+    """The next fetch after an atomic rename uses the new secret, in the same process."""
     secret_file = tmp_path / "secret"
     secret_file.write_text("first-secret\n")
-    proxy = start_proxy(
-        rules(
-            rule(
-                "api",
-                api,
-                idp,
-                client_secret=None,
-                auth_style="params",
-                client_secret_file=str(secret_file),
-            )
-        )
-    )
-    curl(proxy, f"{api.origin}/")
-    new = tmp_path / "secret.new"
-    new.write_text("second-secret\n")
-    new.replace(secret_file)
-    proxy.stop()
-    # A new proxy process has an empty cache: the next fetch reads the file again.
-    proxy = start_proxy(
-        rules(
-            rule(
-                "api",
-                api,
-                idp,
-                client_secret=None,
-                auth_style="params",
-                client_secret_file=str(secret_file),
-            )
-        )
-    )
-    curl(proxy, f"{api.origin}/")
+    revoked: set[str] = set()
+
+    def api_handler(request: Recorded) -> Reply:
+        token = (request.header("Authorization") or "").removeprefix("Bearer ")
+        return Reply(401 if token in revoked else 200)
+
+    with RecordingServer(api_handler) as api:
+        creds = {
+            "client_secret": None,
+            "client_secret_file": str(secret_file),
+            "auth_style": "params",
+        }
+        proxy = start_proxy(rules(rule("api", api, idp, **creds)))
+        assert curl(proxy, f"{api.origin}/")[0] == 200
+        new = tmp_path / "secret.new"
+        new.write_text("second-secret\n")
+        new.replace(secret_file)
+        revoked.add("sentinel-token-1")  # the old token is revoked with the old secret
+        assert curl(proxy, f"{api.origin}/")[0] == 401  # purges it
+        assert curl(proxy, f"{api.origin}/")[0] == 200
     assert [r.form["client_secret"] for r in idp.requests] == [["first-secret"], ["second-secret"]]
 
 
