@@ -183,6 +183,7 @@ class _RuleReader:
     ) -> None:
         self.file = file
         self.base = base
+        self.check_files = True
         self.position = position
         self.environ = environ
         self.label = f"#{position + 1}"
@@ -202,6 +203,7 @@ class _RuleReader:
         if not _RULE_NAME.fullmatch(name):
             raise self.error("name", "use letters, digits, '_', '.' and '-' only")
         disabled = self.boolean("is_disabled")
+        self.check_files = not disabled  # a disabled rule may name files that do not exist yet
         token_type = self.item.get("token_type")
         if token_type is not None and not _HTTP_TOKEN.fullmatch(
             self.string("token_type", token_type)
@@ -345,7 +347,8 @@ class _RuleReader:
             return Secret(self.string(field, self.item.get(field), secret=is_secret))
         secret_file = SecretFile(str(self.path_field(file_field)))
         try:
-            secret_file.reveal()
+            if self.check_files:
+                secret_file.reveal()
         except ValueError as e:
             raise self.error(file_field, str(e)) from None
         return secret_file
@@ -355,7 +358,8 @@ class _RuleReader:
             return None
         path = self.path_field("ca_file")
         try:
-            ssl.create_default_context(cafile=path)
+            if self.check_files:
+                ssl.create_default_context(cafile=path)
         except (OSError, ssl.SSLError) as e:
             raise self.error(
                 "ca_file", f"not a readable PEM CA bundle ({type(e).__name__})"

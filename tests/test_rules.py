@@ -372,3 +372,11 @@ def test_ca_file_is_checked_and_kept(tmp_path: Path):
     cert = make_server_cert(tmp_path)
     (rule,) = parse(rule_with(ca_file=str(cert.ca_file)))
     assert rule.credentials.ca_file == str(cert.ca_file)
+
+
+def test_disabled_rules_may_name_files_that_do_not_exist_yet():
+    text = rule_with(client_secret=None, client_secret_file="/nonexistent/secret",
+                     ca_file="/nonexistent/ca.pem", is_disabled="true")  # fmt: skip
+    assert parse(text) == []
+    with pytest.raises(RulesError, match="client_secret_file"):
+        parse(text.replace("is_disabled: true", "is_disabled: false"))
