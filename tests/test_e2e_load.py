@@ -106,11 +106,10 @@ def test_sustained_load_with_rolling_tokens(start_proxy, issuer, server_cert):
     assert len(plain.requests) + len(tls.requests) == REQUESTS
     for client, times in idp_state.fetches.items():
         gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-        # One fetch per refresh period: none before the refresh point, none missed after
-        # it. The tolerance is the jitter of requests reaching the endpoint under load.
-        assert all(REFRESH_AFTER - 0.5 <= gap <= REFRESH_AFTER + 1.0 for gap in gaps), (
-            client,
-            gaps,
-        )
+        # Never more fetches than the minimum: none before a token's refresh point (the
+        # tolerance is the jitter of token requests reaching the endpoint under load), so
+        # at most one per refresh period, and at least one rollover during the run.
+        assert all(gap >= REFRESH_AFTER - 0.5 for gap in gaps), (client, gaps)
+        assert 2 <= len(times) <= duration / REFRESH_AFTER + 1, (client, times, duration)
     assert duration > 2 * REFRESH_AFTER, "the load must span token rollovers to test them"
     issuer.issued.extend(idp_state.expiry)  # the fixture checks none leaked into the output
