@@ -11,18 +11,25 @@ import json
 import logging
 import os
 import weakref
+from collections import Counter
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
-from mitmproxy import ctx, exceptions, http
+import mitmproxy.flow
+from mitmproxy import command, connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
 from addon import injection
 from addon.backoff import Backoff
 from addon.errors import RulesError, TokenError
+from addon.events import EventLog
+from addon.exchange import Exchange
+from addon.explain import explain_url
 from addon.matching import AmbiguousRequest, Destination, RuleIndex
 from addon.redaction import Redactor
 from addon.replay import Replayer, can_replay
-from addon.rules import Rule, load_rules
+from addon.rules import Credentials, Rule, load_rules
+from addon.status import format_table, status_rows, summary
 from addon.token import Token
 from addon.token_cache import (
     DEFAULT_EXPIRY_DELTA,
@@ -38,6 +45,11 @@ log = logging.getLogger("addon")
 # DEBUG: the token exchange is ours to log.
 for _noisy in ("httpx", "httpcore"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+METADATA = "oauth"
+"""The `flow.metadata` key for what the addon did to a flow."""
+EXCHANGE = "oauth_exchange"
+"""Marks the flows that show token exchanges: they are never proxied or matched."""
 
 RELOAD_INTERVAL = 1.0
 """Seconds between checks of the rules file for changes."""
@@ -68,8 +80,11 @@ class ClientCredentials:
         """None until a rules file has loaded: until then every request is refused."""
         self.started = False
         self.redactor = Redactor()
-        self.client = TokenClient(redactor=self.redactor)
-        self.cache = TokenCache(self.client.fetch)
+        self.client = TokenClient(redactor=self.redactor, observer=self.show_exchange)
+        self.cache = TokenCache(self.client.fetch, on_event=self.record)
+        self.events: EventLog | None = None
+        self.injected: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
         self.replayer = Replayer()
         self.injections: weakref.WeakKeyDictionary[http.HTTPFlow, Injection] = (
             weakref.WeakKeyDictionary()
@@ -103,9 +118,17 @@ class ClientCredentials:
             "oauth_backoff_max", int, int(Backoff.maximum),
             "Longest wait, in seconds, between attempts at a failing token endpoint.",
         )  # fmt: skip
+        loader.add_option("oauth_reload", bool, True, "Re-read the rules file when it changes.")
         loader.add_option(
-            "oauth_reload", bool, True, "Re-read the rules file when it changes."
+            "oauth_show_exchanges", str, "auto",
+            "Show token exchanges as flows (secrets redacted): on, off, or auto "
+            "(on in mitmweb and the console, off in mitmdump).",
+            choices=("auto", "on", "off"),
         )  # fmt: skip
+        loader.add_option(
+            "oauth_log_json", str, "",
+            "Append one JSON line per token fetch, failure, purge and rules reload to this file.",
+        )  # fmt: skip  # fmt: skip
         loader.add_option(
             "oauth_redact_flows", bool, True,
             "Once a request has been sent, replace its token in the flow with a fingerprint, "
@@ -123,6 +146,14 @@ class ClientCredentials:
         self.cache.refresh_ahead = ctx.options.oauth_refresh_ahead / 100
         self.cache.backoff = Backoff(maximum=ctx.options.oauth_backoff_max)
         self.client.timeout = ctx.options.oauth_token_timeout
+        if "oauth_log_json" in updated:
+            if self.events is not None:
+                self.events.close()
+            path = ctx.options.oauth_log_json
+            try:
+                self.events = EventLog(path, self.redactor) if path else None
+            except OSError as e:
+                raise exceptions.OptionsError(f"oauth_log_json: cannot open {path}: {e}") from None
         if "oauth_rules" in updated:
             try:
                 self.load_rules()
@@ -141,7 +172,10 @@ class ClientCredentials:
     async def done(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        log.info("%s", summary(self.cache.status(), self.injected, self.refused))
         self.redactor.uninstall()
+        if self.events is not None:
+            self.events.close()
         await self.client.aclose()
         await self.replayer.aclose()
 
@@ -154,6 +188,7 @@ class ClientCredentials:
         self.cache.use(rules)
         self._rules_state = state
         log.info("%d rule(s) loaded from %s", len(rules), path)
+        self.record({"event": "reload", "file": path, "rules": [r.name for r in rules]})
 
     async def watch_rules(self) -> None:
         """Reload the rules file when it changes; a broken edit leaves the old rules active."""
@@ -167,11 +202,20 @@ class ClientCredentials:
             except RulesError as e:
                 self._rules_state = state  # report each broken edit once
                 log.error("%s; the previous rules stay active", e)
+                self.record({"event": "reload_failed", "file": e.file, "rule": e.rule,
+                             "field": e.field, "message": e.message})  # fmt: skip
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Inject before the request is sent on, so a streamed body cannot outrun us."""
-        if flow.response is not None:
+        if flow.response is not None or flow.metadata.get(EXCHANGE):
             return
+        try:
+            await self.inject(flow)
+        except Exception:  # a bug of ours must not let the request go without its token
+            log.exception("unexpected error in the token addon; the request is refused")
+            refuse(flow, None, {"message": "internal error in the token addon"})
+
+    async def inject(self, flow: http.HTTPFlow) -> None:
         if self.rules is None:
             refuse(flow, None, {"message": "no valid rules file is loaded"})
             return
@@ -179,25 +223,38 @@ class ClientCredentials:
             rule = self.rules.match(destination(flow))
         except AmbiguousRequest as e:
             log.info("no token for a request to %s: %s", flow.request.host, e)
+            annotate(flow, {"action": "ambiguous", "reason": str(e)}, f"no token: {e}")
             return
         if rule is None:
             return
         if rule.client_authorization == "keep" and "Authorization" in flow.request.headers:
+            annotate(flow, {"action": "kept", "rule": rule.name},
+                     f"rule {rule.name}: the client's own Authorization is kept")  # fmt: skip
             return
         try:
             token = await self.cache.get(rule.credentials)
             value = injection.authorization(rule, token)
         except TokenError as e:
+            self.refused[rule.name] += 1
             refuse(flow, rule, e.as_dict())
-            return
-        except Exception:
-            log.exception("rule %s: unexpected error while getting a token", rule.name)
-            refuse(flow, rule, {"message": "internal error in the token addon"})
             return
         flow.request.headers["Authorization"] = value
         if rule.accept is not None:
             flow.request.headers["Accept"] = rule.accept
         self.injections[flow] = Injection(rule, token)
+        self.injected[rule.name] += 1
+        self.describe_injection(flow, rule, token)
+
+    def describe_injection(self, flow: http.HTTPFlow, rule: Rule, token: Token) -> None:
+        usable_for = self.cache.usable_for(rule.credentials)
+        remaining = f"{usable_for:.0f} s" if usable_for is not None else "?"
+        annotate(
+            flow,
+            {"action": "injected", "rule": rule.name, "token": token.access_token.fingerprint,
+             "token_type": injection.scheme_for(rule, token), "usable_for": usable_for},
+            f"rule {rule.name}: token sha256:{token.access_token.fingerprint}, "
+            f"usable for {remaining}",
+        )  # fmt: skip
 
     async def response(self, flow: http.HTTPFlow) -> None:
         given = self.injections.get(flow)
@@ -239,6 +296,48 @@ class ClientCredentials:
         self.injections[flow] = Injection(rule, token)
         log.info("rule %s: replayed %s with a new token", rule.name, flow.request.method)
 
+    # -- what operators see --------------------------------------------------------
+
+    def record(self, event: dict[str, object]) -> None:
+        if self.events is not None:
+            self.events.write(event)
+
+    def show_exchange(self, creds: Credentials, exchange: Exchange) -> None:
+        """Put a token exchange in the flow list, where the view (mitmweb, console) exists."""
+        setting = ctx.options.oauth_show_exchanges
+        view = ctx.master.addons.get("view")  # mitmweb's and the console's flow list
+        if setting == "off" or view is None or (setting == "auto" and _is_mitmdump()):
+            return
+        rules = self.cache.credential_sets().get(creds, ())
+        view.add([exchange_flow(exchange, rules)])
+
+    @command.command("oauth.status")
+    def status(self) -> str:
+        """Each rule's credential set, token state, fingerprint, lifetime left and counters."""
+        return format_table(status_rows(self.cache.status(), self.injected))
+
+    @command.command("oauth.refresh")
+    def refresh(self, rule: str = "") -> str:
+        """Fetch new tokens now: for one rule's credential set, or for all."""
+        sets = self.cache.credential_sets()
+        chosen = [c for c, names in sets.items() if not rule or rule in names]
+        if not chosen:
+            raise exceptions.CommandError(f"no rule named {rule!r}")
+        started = sum(self.cache.refresh(c) for c in chosen)
+        return f"refreshing {started} credential set(s)"
+
+    @command.command("oauth.flush")
+    def flush(self) -> str:
+        """Drop every cached token: the next request for each fetches a new one."""
+        return f"dropped {self.cache.flush()} token(s)"
+
+    @command.command("oauth.explain")
+    def explain(self, url: str, method: str = "GET") -> str:
+        """Which rule gives URL its token, and why each other rule does not."""
+        if self.rules is None:
+            return "no valid rules file is loaded"
+        return explain_url(self.rules, url, method)
+
     def redact(self, flow: http.HTTPFlow) -> None:
         """Leave a fingerprint where the token was, once it has been sent."""
         given = self.injections.get(flow)
@@ -270,6 +369,58 @@ def refuse(flow: http.HTTPFlow, rule: Rule | None, details: dict[str, str | int]
     flow.request.stream = False  # mitmproxy cannot answer a request it is streaming
     body = {"error": "token_unavailable", "rule": rule.name if rule else None, **details}
     flow.response = http.Response.make(502, json.dumps(body), {"Content-Type": "application/json"})
+    flow.marked = ":warning:"
+    name = f"rule {rule.name}" if rule else "no rule"
+    annotate(flow, {"action": "refused", **body}, f"{name}: no token, 502: {details['message']}")
+
+
+def annotate(flow: http.HTTPFlow, metadata: dict[str, object], comment: str) -> None:
+    """Say what the addon did, in the flow list (comment) and as data (metadata)."""
+    flow.metadata[METADATA] = metadata
+    flow.comment = f"oauth: {comment}"
+
+
+def exchange_flow(exchange: Exchange, rules: tuple[str, ...]) -> http.HTTPFlow:
+    """A flow that shows a token exchange; it is never sent anywhere."""
+    parts = urlsplit(exchange.url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    client = connection.Client(peername=("127.0.0.1", 0), sockname=("127.0.0.1", 0),
+                               timestamp_start=exchange.started)  # fmt: skip
+    server = connection.Server(address=(parts.hostname or "", port))
+    flow = http.HTTPFlow(client, server)
+    flow.request = http.Request(
+        host=parts.hostname or "", port=port, method=b"POST", scheme=parts.scheme.encode(),
+        authority=b"", path=(parts.path or "/").encode() + (b"?" + parts.query.encode()
+                                                              if parts.query else b""),
+        http_version=b"HTTP/1.1", headers=http.Headers(_encoded(exchange.request_headers)),
+        content=exchange.request_body, trailers=None,
+        timestamp_start=exchange.started, timestamp_end=exchange.started,
+    )  # fmt: skip
+    if exchange.status is not None:
+        flow.response = http.Response(
+            http_version=b"HTTP/1.1", status_code=exchange.status,
+            reason=exchange.reason.encode(), headers=http.Headers(
+                _encoded(exchange.response_headers)),
+            content=exchange.response_body, trailers=None,
+            timestamp_start=exchange.ended, timestamp_end=exchange.ended,
+        )  # fmt: skip
+    else:
+        flow.error = mitmproxy.flow.Error(exchange.error or "no answer", exchange.ended)
+    flow.metadata[EXCHANGE] = True
+    flow.metadata[METADATA] = {"action": "token_exchange", "rules": list(rules),
+                               "status": exchange.status, "error": exchange.error}  # fmt: skip
+    answer = f"HTTP {exchange.status}" if exchange.status is not None else exchange.error
+    flow.comment = f"oauth: token exchange for rule {', '.join(rules) or '?'}: {answer}"
+    flow.marked = ":key:"
+    return flow
+
+
+def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode("utf-8", "replace")) for k, v in headers]
+
+
+def _is_mitmdump() -> bool:
+    return type(ctx.master).__name__ == "DumpMaster"
 
 
 def _file_state(path: str) -> tuple[int, int, int] | None:

@@ -154,9 +154,10 @@ class RuleIndex:
     """Finds the most specific rule: exact host over wildcard, longest path, file order."""
 
     def __init__(self, rules: Iterable[Rule]) -> None:
+        self.rules = list(rules)
         exact: dict[str, list[Rule]] = defaultdict(list)
         wildcard: dict[str, list[Rule]] = defaultdict(list)
-        for rule in rules:
+        for rule in self.rules:
             if rule.match.is_wildcard:
                 wildcard[rule.match.host[2:]].append(rule)
             else:
@@ -165,7 +166,7 @@ class RuleIndex:
         self._wildcard = {parent: _by_specificity(rs) for parent, rs in wildcard.items()}
 
     def __len__(self) -> int:
-        return sum(map(len, self._exact.values())) + sum(map(len, self._wildcard.values()))
+        return len(self.rules)
 
     def match(self, dest: Destination) -> Rule | None:
         if dest.method in NEVER_INJECTED:
@@ -179,6 +180,34 @@ class RuleIndex:
                 if rule_applies(rule, dest):
                     return rule
         return None
+
+
+def why_not(rule: Rule, dest: Destination) -> str | None:
+    """Why `rule` does not apply to `dest`, or None if it does (it may still lose to another)."""
+    m = rule.match
+    if dest.method in NEVER_INJECTED:
+        return f"{dest.method} requests never get a token"
+    if m.is_wildcard:
+        label, _, parent = dest.host.partition(".")
+        if not label or parent != m.host[2:]:
+            return f"host {dest.host} is not one label under {m.host[2:]}"
+    elif dest.host != m.host:
+        return f"host {dest.host} is not {m.host}"
+    if dest.scheme not in m.schemes:
+        return f"scheme {dest.scheme} is not {' or '.join(sorted(m.schemes))}"
+    if m.port is not None and dest.port != m.port:
+        return f"port {dest.port} is not {m.port}"
+    if m.path != "/":
+        if dest.path is None:
+            return (
+                "the path could be read in more than one way (dot segments, //, ;, "
+                "encoded / \\ ;): only rules for a whole host apply"
+            )
+        if not path_has_prefix(dest.path, m.path):
+            return f"path {dest.path} is not under {m.path}"
+    if m.methods is not None and dest.method not in m.methods:
+        return f"method {dest.method} is not {', '.join(sorted(m.methods))}"
+    return None
 
 
 def _by_specificity(rules: list[Rule]) -> list[Rule]:

@@ -39,6 +39,32 @@ class _Entry:
     retry_at: float = 0.0
     """No fetch before this, after a failure."""
     last_purge: float = float("-inf")
+    hits: int = 0
+    fetches: int = 0
+    failed_fetches: int = 0
+    purges: int = 0
+
+
+@dataclass(frozen=True)
+class Status:
+    """One credential set's state, for people: no token, only its fingerprint."""
+
+    credentials: Credentials
+    rules: tuple[str, ...]
+    state: str
+    """missing, fetching, valid, refreshing, failing (token still used), failed, expired."""
+    fingerprint: str | None
+    usable_for: float | None
+    """Seconds the current token will still be handed out."""
+    last_error: str | None
+    hits: int
+    fetches: int
+    failed_fetches: int
+    purges: int
+
+
+Event = dict[str, object]
+"""A JSON-ready record of something that happened: fetch, failure, purge."""
 
 
 class TokenCache:
@@ -65,6 +91,7 @@ class TokenCache:
         refresh_ahead: float = DEFAULT_REFRESH_AHEAD,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self._fetch = fetch
         self.expiry_delta = expiry_delta
@@ -74,6 +101,7 @@ class TokenCache:
         self._clock = clock
         self._entries: dict[Credentials, _Entry] = {}
         self._rule_names: dict[Credentials, tuple[str, ...]] = {}
+        self.on_event = on_event
 
     def use(self, rules: Iterable[Rule]) -> None:
         """Adopt a rule set: tokens of credential sets still in use are kept, others dropped."""
@@ -89,6 +117,7 @@ class TokenCache:
         if entry.token is not None and now < entry.usable_until:
             if now >= entry.refresh_at and entry.fetch is None and now >= entry.retry_at:
                 self._start_fetch(creds, entry, "refresh ahead").add_done_callback(_quietly)
+            entry.hits += 1
             return entry.token
         if entry.fetch is None:
             if entry.last_error is not None and now < entry.retry_at:
@@ -116,16 +145,72 @@ class TokenCache:
         if entry is None or entry.token is not token or now - entry.last_purge < PURGE_INTERVAL:
             return False
         entry.last_purge = now
+        entry.purges += 1
         entry.token = None
         entry.usable_until = entry.refresh_at = 0.0
         log.warning(
             "token sha256:%s for rule %s dropped: %s",
             token.access_token.fingerprint, self._names(creds), why,
         )  # fmt: skip
+        self._emit("purge", creds, token=token.access_token.fingerprint, why=why)
         return True
+
+    def refresh(self, creds: Credentials) -> bool:
+        """Fetch a new token now, in the background; False if a fetch is already under way."""
+        entry = self._entries.setdefault(creds, _Entry())
+        if entry.fetch is not None:
+            return False
+        entry.retry_at = 0.0
+        self._start_fetch(creds, entry, "forced").add_done_callback(_quietly)
+        return True
+
+    def flush(self) -> int:
+        """Forget every token and failure; returns how many tokens were dropped."""
+        dropped = sum(1 for e in self._entries.values() if e.token is not None)
+        self._entries.clear()  # fetches under way still answer their waiters
+        return dropped
+
+    def usable_for(self, creds: Credentials) -> float | None:
+        """Seconds the current token of `creds` will still be handed out, if it has one."""
+        entry = self._entries.get(creds)
+        now = self._clock()
+        if entry is None or entry.token is None or now >= entry.usable_until:
+            return None
+        return entry.usable_until - now
+
+    def credential_sets(self) -> dict[Credentials, tuple[str, ...]]:
+        """Every credential set in use, with the names of the rules that use it."""
+        return dict(self._rule_names)
+
+    def status(self) -> list[Status]:
+        now = self._clock()
+        result = []
+        for creds, rules in self._rule_names.items():
+            entry = self._entries.get(creds, _Entry())
+            usable = entry.token is not None and now < entry.usable_until
+            result.append(
+                Status(
+                    credentials=creds,
+                    rules=rules,
+                    state=_state(entry, usable),
+                    fingerprint=entry.token.access_token.fingerprint if entry.token else None,
+                    usable_for=entry.usable_until - now if usable else None,
+                    last_error=str(entry.last_error) if entry.last_error else None,
+                    hits=entry.hits,
+                    fetches=entry.fetches,
+                    failed_fetches=entry.failed_fetches,
+                    purges=entry.purges,
+                )
+            )
+        return result
 
     def _names(self, creds: Credentials) -> str:
         return ", ".join(self._rule_names.get(creds, ())) or "?"
+
+    def _emit(self, event: str, creds: Credentials, **fields: object) -> None:
+        if self.on_event is not None:
+            self.on_event({"event": event, "rules": list(self._rule_names.get(creds, ())),
+                           **fields})  # fmt: skip
 
     def _start_fetch(self, creds: Credentials, entry: _Entry, reason: str) -> asyncio.Task[Token]:
         entry.fetch = asyncio.create_task(self._refresh(creds, entry, reason))
@@ -133,6 +218,7 @@ class TokenCache:
 
     async def _refresh(self, creds: Credentials, entry: _Entry, reason: str) -> Token:
         started = self._clock()
+        entry.fetches += 1
         try:
             token = await self._fetch(creds)
         except Exception as e:
@@ -154,15 +240,20 @@ class TokenCache:
             if token.expires_in
             else f"no expires_in, assuming {lifetime:g} s"
         )
+        latency = (self._clock() - started) * 1000
         log.info(
             "token fetched for rule %s (%s) in %.0f ms: sha256:%s, %s, scopes %s",
             self._names(creds),
             reason,
-            (self._clock() - started) * 1000,
+            latency,
             token.access_token.fingerprint,
             expires,
             " ".join(creds.scopes) or "(none)",
         )
+        self._emit(
+            "fetch", creds, reason=reason, latency_ms=round(latency), expires_in=token.expires_in,
+            lifetime=lifetime, token=token.access_token.fingerprint, scopes=list(creds.scopes),
+        )  # fmt: skip
         return token
 
     def _failed(
@@ -170,6 +261,7 @@ class TokenCache:
     ) -> None:
         now = self._clock()
         entry.failures += 1
+        entry.failed_fetches += 1
         entry.last_error = error
         delay = self.backoff.delay(entry.failures, error)
         entry.retry_at = now + delay
@@ -186,6 +278,23 @@ class TokenCache:
             self._names(creds), reason, (now - started) * 1000, error, kind,
             entry.failures, delay, still,
         )  # fmt: skip
+        self._emit(
+            "failure", creds, reason=reason, latency_ms=round((now - started) * 1000),
+            message=error.message, status=error.status, error=error.error,
+            error_description=error.error_description, permanent=error.permanent,
+            next_attempt_in=round(delay, 1),
+            still_using=entry.token.access_token.fingerprint if still and entry.token else None,
+        )  # fmt: skip
+
+
+def _state(entry: _Entry, usable: bool) -> str:
+    if entry.fetch is not None:
+        return "refreshing" if usable else "fetching"
+    if entry.last_error is not None:
+        return "failing" if usable else "failed"
+    if usable:
+        return "valid"
+    return "expired" if entry.token is not None else "missing"
 
 
 def _internal(e: Exception) -> TokenError:

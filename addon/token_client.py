@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import email.utils
+import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from addon.errors import TokenError
+from addon.exchange import Exchange, redact_form, redact_request_headers, redact_token_response
 from addon.redaction import Redactor
 from addon.rules import Credentials
 from addon.token import Token, parse_token_response
@@ -21,6 +25,8 @@ MAX_RESPONSE_BYTES = 1 << 20
 """golang/oauth2 reads at most 1 MiB of a token response; so do we."""
 
 DEFAULT_TIMEOUT = 10.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,11 +118,14 @@ class TokenClient:
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
         redactor: Redactor | None = None,
+        observer: Callable[[Credentials, Exchange], None] | None = None,
     ) -> None:
         self.timeout = timeout
         self._transport = transport
         self.redactor = redactor or Redactor()
         """Learns every secret and token this client handles, to scrub them from text."""
+        self.observer = observer
+        """Sees every exchange, redacted: for showing them to an operator."""
         self._clients: dict[str | None, httpx.AsyncClient] = {}
         self._detected_styles: dict[tuple[str, str], str] = {}
 
@@ -177,30 +186,82 @@ class TokenClient:
 
     async def _exchange(self, creds: Credentials, auth: ClientAuth, style: str) -> Token:
         headers, body = token_request(creds, auth, style)
-        client = self._client(creds.ca_file)
+        started = time.time()
+        response: httpx.Response | None = None
+        content = b""
+        problem: str | None = "no answer before the deadline"
         try:
-            async with client.stream(
-                "POST", creds.token_url, headers=headers, content=body
-            ) as response:
-                content = await _read_at_most(response, MAX_RESPONSE_BYTES)
-        except httpx.HTTPError as e:
-            raise TokenError(
-                f"cannot reach the token endpoint {_without_query(creds.token_url)} "
-                f"({type(e).__name__}: {e})"
-            ) from None
-        if response.is_redirect:
-            raise TokenError(
-                f"token endpoint answered HTTP {response.status_code}, a redirect, "
-                "which is not followed",
-                status=response.status_code,
-            )
-        try:
-            return parse_token_response(
-                response.status_code, response.headers.get("content-type", ""), content
-            )
+            try:
+                async with self._client(creds.ca_file).stream(
+                    "POST", creds.token_url, headers=headers, content=body
+                ) as response:
+                    content = await _read_at_most(response, MAX_RESPONSE_BYTES)
+            except httpx.HTTPError as e:
+                raise TokenError(
+                    f"cannot reach the token endpoint {_without_query(creds.token_url)} "
+                    f"({type(e).__name__}: {e})"
+                ) from None
+            token = _token_from(response, content)
+            problem = None
+            return token
         except TokenError as e:
-            e.retry_after = parse_retry_after(response.headers.get("retry-after"))
+            problem = str(_scrubbed(e, self.redactor))
             raise
+        finally:
+            if self.observer is not None:
+                self._report(creds, headers, body, started, response, content, problem)
+
+    def _report(
+        self,
+        creds: Credentials,
+        headers: dict[str, str],
+        body: bytes,
+        started: float,
+        response: httpx.Response | None,
+        content: bytes,
+        problem: str | None,
+    ) -> None:
+        """Tell the observer about one exchange, with every secret cut out."""
+        assert self.observer is not None
+        exchange = Exchange(
+            method="POST",
+            url=creds.token_url,
+            request_headers=redact_request_headers(headers),
+            request_body=redact_form(body),
+            started=started,
+            ended=time.time(),
+            error=problem,
+        )
+        if response is not None and response.is_stream_consumed:  # a whole answer came back
+            content_type = response.headers.get("content-type", "")
+            exchange = dataclasses.replace(
+                exchange,
+                status=response.status_code,
+                reason=response.reason_phrase,
+                response_headers=list(response.headers.multi_items()),
+                response_body=redact_token_response(content_type, content, self.redactor),
+                error=None,
+            )
+        try:
+            self.observer(creds, exchange)
+        except Exception:
+            log.exception("the token exchange observer failed")
+
+
+def _token_from(response: httpx.Response, content: bytes) -> Token:
+    if response.is_redirect:
+        raise TokenError(
+            f"token endpoint answered HTTP {response.status_code}, a redirect, "
+            "which is not followed",
+            status=response.status_code,
+        )
+    try:
+        return parse_token_response(
+            response.status_code, response.headers.get("content-type", ""), content
+        )
+    except TokenError as e:
+        e.retry_after = parse_retry_after(response.headers.get("retry-after"))
+        raise
 
 
 def _scrubbed(error: TokenError, redactor: Redactor) -> TokenError:

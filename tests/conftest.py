@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.certs import ServerCert, make_server_cert
-from tests.support.proxy import Mitmdump
+from tests.support.proxy import Mitmdump, Mitmweb
 from tests.support.servers import DripServer, RecordingServer, TokenIssuer, echo
 
 CLIENT_SECRET = "sentinel-client-secret-7f3a"
@@ -59,10 +59,12 @@ def start_proxy(
     """Start mitmdump with the given rules (YAML text); afterwards, check it leaked nothing."""
     proxies: list[Mitmdump] = []
 
-    def start(rules: str, *, options: dict[str, str] | None = None, env=None) -> Mitmdump:
+    def start(
+        rules: str, *, options: dict[str, str] | None = None, env=None, web: bool = False
+    ) -> Mitmdump:
         rules_file = tmp_path / f"rules-{len(proxies)}.yaml"
         rules_file.write_text(textwrap.dedent(rules))
-        proxy = Mitmdump(
+        proxy = (Mitmweb if web else Mitmdump)(
             rules_file,
             tmp_path / "confdir",
             options=options,

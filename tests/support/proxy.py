@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon" / "client_credentials.py"
-MITMDUMP = Path(sys.executable).parent / "mitmdump"
 # If the token client honoured proxy variables, it would hit this dead port and fail.
 DEAD_PROXY = "http://127.0.0.1:9"
 _LISTENING = re.compile(r"proxy listening at .*?:(\d+)")
@@ -19,6 +21,8 @@ _LISTENING = re.compile(r"proxy listening at .*?:(\d+)")
 
 class Mitmdump:
     """Starts `mitmdump -s addon/client_credentials.py` and collects everything it prints."""
+
+    program = "mitmdump"
 
     def __init__(
         self,
@@ -32,7 +36,7 @@ class Mitmdump:
         self.confdir = confdir
         self.rules_file = rules_file
         args = [
-            str(MITMDUMP),
+            str(Path(sys.executable).parent / self.program),
             "--listen-host", "127.0.0.1",
             "--listen-port", "0",
             "--set", f"confdir={confdir}",
@@ -148,3 +152,57 @@ class Mitmdump:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Mitmweb(Mitmdump):
+    """mitmweb with the addon; `api` talks to its web interface as the browser would."""
+
+    program = "mitmweb"
+    password = "test-password"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.web_port = free_port()
+        self.args += [
+            "--web-host", "127.0.0.1", "--web-port", str(self.web_port),
+            "--set", "web_open_browser=false", "--set", f"web_password={self.password}",
+        ]  # fmt: skip
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def api(self) -> httpx.Client:
+        """A client of mitmweb's API: password (mitmproxy 12) and XSRF cookie (11 and 12)."""
+        xsrf = "0123456789abcdef"  # double-submit: any value in both cookie and header
+        client = httpx.Client(
+            base_url=self.web_url,
+            headers={"Authorization": f"Bearer {self.password}", "X-XSRFToken": xsrf},
+            trust_env=False,
+            timeout=10,
+        )
+        for name in ("_xsrf", "_mitmproxy_xsrf"):
+            client.cookies.set(name, xsrf)
+        return client
+
+    def command(self, name: str, *arguments: str) -> object:
+        with self.api() as api:
+            response = api.post(f"/commands/{name}", json={"arguments": list(arguments)})
+        response.raise_for_status()
+        answer = response.json()
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer["value"]
+
+    def flows(self) -> list[dict[str, object]]:
+        with self.api() as api:
+            response = api.get("/flows")
+        response.raise_for_status()
+        return response.json()
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (mitmweb cannot listen on port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

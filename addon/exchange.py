@@ -1,0 +1,76 @@
+"""A token exchange as an operator may see it: the request and the answer, secrets cut out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlencode
+
+from addon.redaction import REDACTED, Redactor
+from addon.secret import fingerprint
+
+SECRET_PARAMS = frozenset({"client_secret", "client_assertion", "password"})
+TOKEN_FIELDS = frozenset({"access_token", "refresh_token", "id_token"})
+_FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request to a token endpoint and what came back (or what went wrong)."""
+
+    method: str
+    url: str
+    request_headers: list[tuple[str, str]]
+    request_body: bytes
+    started: float
+    """Wall-clock time (time.time())."""
+    ended: float
+    status: int | None = None
+    reason: str = ""
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    response_body: bytes = b""
+    error: str | None = None
+    """Why there is no answer (timeout, connection refused), if there is none."""
+
+
+def redact_request_headers(headers: dict[str, str]) -> list[tuple[str, str]]:
+    """Keep the authentication scheme, cut the credentials."""
+    redacted = []
+    for name, value in headers.items():
+        if name.lower() == "authorization":
+            value = f"{value.partition(' ')[0]} {REDACTED}"
+        redacted.append((name, value))
+    return redacted
+
+
+def redact_form(body: bytes) -> bytes:
+    """A form body with secret parameters (client_secret, client_assertion) cut."""
+    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return urlencode(
+        [(k, REDACTED if k in SECRET_PARAMS else v) for k, v in pairs], safe="[]"
+    ).encode()
+
+
+def redact_token_response(content_type: str, body: bytes, redactor: Redactor) -> bytes:
+    """A token response with its tokens replaced by fingerprints; anything else scrubbed."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    text = body.decode("utf-8", "replace")
+    if media_type in _FORM_TYPES:
+        pairs = parse_qsl(text, keep_blank_values=True)
+        if pairs:
+            return urlencode([(k, _fingerprinted(k, v)) for k, v in pairs], safe="[]:").encode()
+    else:
+        try:
+            document = json.loads(text)
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
+            clean = {k: _fingerprinted(k, v) for k, v in document.items()}
+            return redactor.redact(json.dumps(clean, indent=2)).encode()
+    return redactor.redact(text).encode()
+
+
+def _fingerprinted(key: str, value: object) -> object:
+    if key in TOKEN_FIELDS and isinstance(value, str):
+        return f"[redacted sha256:{fingerprint(value)}]"
+    return value

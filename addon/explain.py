@@ -1,0 +1,39 @@
+"""Why a URL gets a token from one rule and not from the others: for people, not machines."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from addon.matching import AmbiguousRequest, Destination, RuleIndex, why_not
+
+
+def destination_of_url(url: str, method: str = "GET") -> Destination:
+    """The destination a proxied request for `url` has; raises ValueError for a bad URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an absolute http(s) URL: {url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return Destination.of(parts.scheme, parts.hostname, port, target, method)
+
+
+def explain_url(index: RuleIndex, url: str, method: str = "GET") -> str:
+    """Which rule gives `url` its token, and for every other rule why not."""
+    try:
+        dest = destination_of_url(url, method)
+    except (ValueError, AmbiguousRequest) as e:
+        return f"{method.upper()} {url}: no token: {e}"
+    winner = index.match(dest)
+    verdict = f"rule {winner.name}" if winner else "no rule matches: sent on without a token"
+    lines = [f"{dest.method} {url} → {verdict}"]
+    width = max((len(r.name) for r in index.rules), default=0)
+    for rule in index.rules:
+        reason = why_not(rule, dest)
+        if rule is winner:
+            reason = "matches: its token is sent"
+        elif reason is None:
+            reason = f"matches too, but rule {winner.name if winner else '?'} is more specific"
+        lines.append(f"  {rule.name:<{width}}  {reason}")
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""The `oauth.status` table and the exit summary: what each rule's tokens are doing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from urllib.parse import urlsplit
+
+from addon.token_cache import Status
+
+COLUMNS = ("rule", "credentials", "state", "token", "expires in", "fetches", "failed",
+           "hits", "purges", "injected", "last error")  # fmt: skip
+
+
+def credential_label(status: Status) -> str:
+    """A short name for a credential set: endpoint host, auth style, scopes; no secret."""
+    creds = status.credentials
+    host = urlsplit(creds.token_url).netloc
+    scopes = ",".join(creds.scopes) or "-"
+    return f"{host} {creds.auth_style} {scopes}"
+
+
+def status_rows(statuses: list[Status], injected: Counter[str]) -> list[tuple[str, ...]]:
+    rows = []
+    for s in statuses:
+        for rule in s.rules:
+            rows.append((
+                rule, credential_label(s), s.state,
+                f"sha256:{s.fingerprint}" if s.fingerprint else "-",
+                f"{s.usable_for:.0f} s" if s.usable_for is not None else "-",
+                str(s.fetches), str(s.failed_fetches), str(s.hits), str(s.purges),
+                str(injected[rule]), s.last_error or "-",
+            ))  # fmt: skip
+    return rows
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    if not rows:
+        return "no rules loaded"
+    widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in [COLUMNS, *rows]]  # fmt: skip
+    return "\n".join(lines)
+
+
+def summary(statuses: list[Status], injected: Counter[str], refused: Counter[str]) -> str:
+    fetches = sum(s.fetches for s in statuses)
+    failed = sum(s.failed_fetches for s in statuses)
+    purges = sum(s.purges for s in statuses)
+    return (
+        f"oauth: {sum(injected.values())} request(s) got a token, "
+        f"{sum(refused.values())} refused; {fetches} token fetch(es), {failed} failed, "
+        f"{purges} purge(s)"
+    )

@@ -1,0 +1,120 @@
+"""End to end: what an operator sees in mitmweb, the commands, the JSON event log, the summary."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.conftest import CLIENT_SECRET, curl, rule, rules
+from tests.support.proxy import Mitmweb
+from tests.support.servers import Reply
+
+
+def test_mitmweb_shows_comments_and_token_exchanges(start_proxy, issuer, idp, api):
+    proxy = start_proxy(rules(rule("api", api, idp, auth_style="params", scopes="read")),
+                        web=True)  # fmt: skip
+    assert isinstance(proxy, Mitmweb)
+    assert curl(proxy, f"{api.origin}/v1/items")[0] == 200
+    flows = proxy.flows()
+    comments = [f["comment"] for f in flows]
+    exchange = next(f for f in flows if "token exchange" in f["comment"])
+    api_flow = next(f for f in flows if f["request"]["path"] == "/v1/items")
+    assert exchange["comment"] == "oauth: token exchange for rule api: HTTP 200", comments
+    assert exchange["marked"] in (":key:", "\N{KEY}")  # mitmweb may render the emoji
+    assert re.fullmatch(r"oauth: rule api: token sha256:[0-9a-f]{8}, usable for \d+ s",
+                        api_flow["comment"])  # fmt: skip
+    with proxy.api() as web:
+        sent = web.get(f"/flows/{exchange['id']}/request/content.data").text
+        answered = web.get(f"/flows/{exchange['id']}/response/content.data").text
+        api_request = web.get(f"/flows/{api_flow['id']}/request/content.data")
+    assert "client_secret=[redacted]" in sent
+    assert "client_id=client-api" in sent
+    assert "scope=read" in sent
+    assert json.loads(answered)["access_token"].startswith("[redacted sha256:")
+    assert json.loads(answered)["expires_in"] == 3600
+    assert api_request.status_code == 200
+    everything = json.dumps(flows) + sent + answered
+    assert CLIENT_SECRET not in everything
+    assert "sentinel-token-1" not in everything
+    # The exchange flow was shown, not sent: the endpoint saw one request, the API one.
+    assert len(idp.requests) == 1
+    assert len(api.requests) == 1
+
+
+def test_mitmweb_marks_refused_flows_and_says_why(start_proxy, issuer, idp, api):
+    issuer.reply = lambda r: Reply(
+        401, {"error": "invalid_client", "error_description": "Unknown client"}
+    )
+    proxy = start_proxy(rules(rule("api", api, idp, auth_style="header")), web=True)
+    assert curl(proxy, f"{api.origin}/v1")[0] == 502
+    flows = proxy.flows()
+    refused = next(f for f in flows if f["request"]["path"] == "/v1")
+    exchange = next(f for f in flows if "token exchange" in f["comment"])
+    assert refused["marked"] in (":warning:", "\N{WARNING SIGN}")
+    assert refused["comment"].startswith("oauth: rule api: no token, 502: token endpoint answered")
+    assert exchange["comment"] == "oauth: token exchange for rule api: HTTP 401"
+    with proxy.api() as web:
+        answered = web.get(f"/flows/{exchange['id']}/response/content.data").json()
+    assert answered["error_description"] == "Unknown client"
+
+
+def test_commands_through_mitmweb(start_proxy, idp, api):
+    proxy = start_proxy(rules(
+        rule("api", api, idp),
+        rule("other", api, idp, match={"host": "other.example.com"}, client_id="other"),
+    ), web=True)  # fmt: skip
+    curl(proxy, f"{api.origin}/v1")
+    status = proxy.command("oauth.status")
+    assert isinstance(status, str)
+    api_row = next(line for line in status.splitlines() if line.startswith("api "))
+    assert re.search(r"127\.0\.0\.1:\d+ auto - +valid +sha256:[0-9a-f]{8} +\d+ s +1 +0", api_row)
+    other_row = next(line for line in status.splitlines() if line.startswith("other "))
+    assert " missing " in other_row
+    explained = proxy.command("oauth.explain", f"{api.origin}/v1/x", "POST")
+    assert f"POST {api.origin}/v1/x → rule api" in explained
+    assert "other  host 127.0.0.1 is not other.example.com" in explained
+    assert proxy.command("oauth.refresh", "api") == "refreshing 1 credential set(s)"
+    idp.wait_for_requests(2)
+    proxy.wait_for_line(re.compile(r"token fetched for rule api \(forced\)"))
+    assert proxy.command("oauth.flush") == "dropped 1 token(s)"
+    curl(proxy, f"{api.origin}/v1")
+    assert len(idp.requests) == 3
+    assert [r.header("Authorization") for r in api.requests] == [
+        "Bearer sentinel-token-1", "Bearer sentinel-token-3"]  # fmt: skip
+
+
+def test_mitmdump_does_not_show_exchanges_by_default_and_logs_json(start_proxy, tmp_path,
+                                                                  issuer, idp):  # fmt: skip
+    from tests.support.servers import Recorded, RecordingServer
+
+    events_file = tmp_path / "events.jsonl"
+    revoked = {"sentinel-token-1"}
+
+    def api_handler(request: Recorded) -> Reply:
+        token = (request.header("Authorization") or "").removeprefix("Bearer ")
+        return Reply(401 if token in revoked else 200)
+
+    with RecordingServer(api_handler) as api:
+        proxy = start_proxy(rules(rule("api", api, idp)),
+                            options={"oauth_log_json": str(events_file)})  # fmt: skip
+        curl(proxy, f"{api.origin}/")  # fetch, then 401: purge
+        issuer.reply = lambda r: Reply(503, {"error": "temporarily_unavailable"})
+        curl(proxy, f"{api.origin}/")  # fetch fails
+        proxy.stop()
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds == ["reload", "fetch", "purge", "failure"]
+    assert events[1]["rules"] == ["api"]
+    assert events[1]["reason"] == "first use"
+    assert re.fullmatch(r"[0-9a-f]{8}", events[1]["token"])
+    assert events[3]["status"] == 503
+    assert events[3]["permanent"] is False
+    assert all(re.match(r"\d{4}-\d\d-\d\dT", e["time"]) for e in events)
+    text = events_file.read_text()
+    assert CLIENT_SECRET not in text
+    assert "sentinel-token-1" not in text
+    assert "token exchange" not in proxy.output
+    assert (
+        "oauth: 1 request(s) got a token, 1 refused; 2 token fetch(es), 1 failed, 1 purge(s)"
+        in (proxy.output)
+    )
