@@ -182,3 +182,19 @@ def test_http2_authority_must_name_the_destination(rules_file, authority, inject
         f.request.authority = authority
         run(addon, f)
     assert (f.request.headers["Authorization"] == "Bearer tok") is injected
+
+
+def test_console_commands_through_the_command_manager(rules_file):
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file))
+        commands = tctx.master.commands
+        explained = commands.execute('oauth.explain "https://api.example.com/v1/x" POST')
+        assert explained.startswith("POST https://api.example.com/v1/x → rule api")
+        not_covered = commands.execute("oauth.explain https://api.example.com/v2")
+        assert "api  path /v2 is not under /v1" in not_covered
+        assert commands.execute("oauth.status").splitlines()[1].startswith("api ")
+        assert " missing " in commands.execute("oauth.status")
+        assert commands.execute("oauth.flush") == "dropped 0 token(s)"
+        with pytest.raises(exceptions.CommandError, match="no rule named 'nope'"):
+            commands.execute("oauth.refresh nope")

@@ -1,0 +1,5 @@
+import sys
+
+from addon.cli import main
+
+sys.exit(main())

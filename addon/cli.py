@@ -1,0 +1,119 @@
+"""The command line, for CI jobs and newcomers: check, explain, import-krakend, schema.
+
+python -m addon check rules.yaml            # validate; exit 1 with file/rule/field
+python -m addon check --fetch rules.yaml    # also fetch one token per credential set
+python -m addon explain rules.yaml URL      # which rule gives URL its token, and why
+python -m addon import-krakend krakend.json > rules.yaml
+python -m addon schema > rules.schema.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from addon.errors import RulesError, TokenError
+from addon.exchange import Exchange
+from addon.explain import explain_url
+from addon.krakend import convert
+from addon.matching import RuleIndex
+from addon.rules import Credentials, Rule, load_rules
+from addon.schema import schema_json
+from addon.token_client import TokenClient
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="mitm-oauth", description="Rules for the mitmproxy client-credentials addon."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="validate a rules file (and fetch tokens)")
+    check.add_argument("rules")
+    check.add_argument("--fetch", action="store_true", help="fetch one token per credential set")
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds per token exchange")
+    explain = commands.add_parser("explain", help="which rule gives a URL its token")
+    explain.add_argument("rules")
+    explain.add_argument("url")
+    explain.add_argument("--method", default="GET")
+    krakend = commands.add_parser("import-krakend", help="krakend.json → rules.yaml on stdout")
+    krakend.add_argument("krakend_json")
+    commands.add_parser("schema", help="print the JSON Schema of rules.yaml")
+    args = parser.parse_args(argv)
+
+    if args.command == "schema":
+        sys.stdout.write(schema_json())
+        return 0
+    if args.command == "import-krakend":
+        return import_krakend(args.krakend_json)
+    try:
+        rules = load_rules(args.rules)
+    except RulesError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.command == "explain":
+        print(explain_url(RuleIndex(rules), args.url, args.method))
+        return 0
+    print(f"{args.rules}: {len(rules)} rule(s), {len({r.credentials for r in rules})} "
+          "credential set(s): valid")  # fmt: skip
+    if not args.fetch:
+        return 0
+    return asyncio.run(fetch_all(rules, args.timeout))
+
+
+async def fetch_all(rules: list[Rule], seconds_each: float) -> int:
+    """Fetch one token per credential set; print a redacted line per set; 1 if any failed."""
+    by_creds: dict[Credentials, list[str]] = {}
+    for rule in rules:
+        by_creds.setdefault(rule.credentials, []).append(rule.name)
+    answers: dict[Credentials, Exchange] = {}
+    client = TokenClient(timeout=seconds_each, observer=lambda c, e: answers.__setitem__(c, e))
+    failures = 0
+    try:
+        for creds, names in by_creds.items():
+            started = time.monotonic()
+            try:
+                token = await client.fetch(creds)
+            except TokenError as e:
+                failures += 1
+                outcome = f"FAILED: {e}"
+            else:
+                scope = f'"{token.scope}"' if token.scope else "(none)"
+                outcome = (
+                    f"ok: token_type {token.token_type}, expires_in "
+                    f"{token.expires_in if token.expires_in else '(none)'}, scope {scope}, "
+                    f"sha256:{token.access_token.fingerprint}"
+                )
+            latency = (time.monotonic() - started) * 1000
+            exchange = answers.get(creds)
+            status = f"HTTP {exchange.status}" if exchange and exchange.status else "no answer"
+            line = f"rule {', '.join(names)}: {status} in {latency:.0f} ms: {outcome}"
+            print(client.redactor.redact(line))
+    finally:
+        await client.aclose()
+    return 1 if failures else 0
+
+
+def import_krakend(path: str) -> int:
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+        result = convert(config)
+    except (OSError, ValueError) as e:
+        print(f"error: {path}: {e}", file=sys.stderr)
+        return 1
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for variable, where in result.secrets.items():
+        print(f"note: set {variable} to the secret of {where} in {path}", file=sys.stderr)
+    header = (
+        "# yaml-language-server: $schema=rules.schema.json\n"
+        f"# Converted from {Path(path).name} by mitm-oauth import-krakend.\n"
+    )
+    sys.stdout.write(header + yaml.safe_dump({"rules": result.rules}, sort_keys=False))
+    return 0 if result.rules else 1
