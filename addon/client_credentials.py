@@ -12,6 +12,7 @@ import logging
 import os
 import weakref
 from collections import Counter
+from collections.abc import Awaitable
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -182,63 +183,86 @@ class ClientCredentials:
     def load_rules(self) -> None:
         """Read the rules file and swap the new rules in at once; raises RulesError."""
         path = ctx.options.oauth_rules
-        state = _file_state(path)
-        rules = load_rules(path)
-        self.rules = RuleIndex(rules)
-        self.cache.use(rules)
+        self.use_rules(path, _file_state(path), read_rules(path))
+
+    def use_rules(self, path: str, state: tuple[int, int, int] | None, index: RuleIndex) -> None:
+        self.rules = index
+        self.cache.use(index.rules)
         self._rules_state = state
-        log.info("%d rule(s) loaded from %s", len(rules), path)
-        self.record({"event": "reload", "file": path, "rules": [r.name for r in rules]})
+        log.info("%d rule(s) loaded from %s", len(index), path)
+        self.record({"event": "reload", "file": path, "rules": [r.name for r in index.rules]})
 
     async def watch_rules(self) -> None:
-        """Reload the rules file when it changes; a broken edit leaves the old rules active."""
+        """Reload the rules file when it changes; a broken edit leaves the old rules active.
+
+        The file is read and indexed in a thread, so that traffic goes on while
+        a large rules file loads; the swap itself is one assignment.
+        """
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
-            state = _file_state(ctx.options.oauth_rules)
+            path = ctx.options.oauth_rules
+            state = _file_state(path)
             if not ctx.options.oauth_reload or state == self._rules_state:
                 continue
             try:
-                self.load_rules()
+                index = await asyncio.to_thread(read_rules, path)
             except RulesError as e:
                 self._rules_state = state  # report each broken edit once
                 log.error("%s; the previous rules stay active", e)
                 self.record({"event": "reload_failed", "file": e.file, "rule": e.rule,
                              "field": e.field, "message": e.message})  # fmt: skip
+                continue
+            self.use_rules(path, state, index)
 
-    async def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """Inject before the request is sent on, so a streamed body cannot outrun us."""
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """Inject before the request is sent on, so a streamed body cannot outrun us.
+
+        Synchronous while the token is cached, which is nearly always; when it
+        must be fetched, returns a coroutine that mitmproxy awaits before it
+        sends the request.
+        """
         if flow.response is not None or flow.metadata.get(EXCHANGE):
-            return
+            return None
         try:
-            await self.inject(flow)
+            return self.inject(flow)
         except Exception:  # a bug of ours must not let the request go without its token
-            log.exception("unexpected error in the token addon; the request is refused")
-            refuse(flow, None, {"message": "internal error in the token addon"})
+            fail_closed(flow)
+            return None
 
-    async def inject(self, flow: http.HTTPFlow) -> None:
+    def inject(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if self.rules is None:
             refuse(flow, None, {"message": "no valid rules file is loaded"})
-            return
+            return None
         try:
             rule = self.rules.match(destination(flow))
         except AmbiguousRequest as e:
             log.info("no token for a request to %s: %s", flow.request.host, e)
             annotate(flow, {"action": "ambiguous", "reason": str(e)}, f"no token: {e}")
-            return
+            return None
         if rule is None:
-            return
+            return None
         if rule.client_authorization == "keep" and "Authorization" in flow.request.headers:
             annotate(flow, {"action": "kept", "rule": rule.name},
                      f"rule {rule.name}: the client's own Authorization is kept")  # fmt: skip
-            return
+            return None
+        token = self.cache.cached(rule.credentials)
+        if token is None:
+            return self.fetch_and_apply(flow, rule)
+        self.apply(flow, rule, token)
+        return None
+
+    async def fetch_and_apply(self, flow: http.HTTPFlow, rule: Rule) -> None:
         try:
-            token = await self.cache.get(rule.credentials)
-            value = injection.authorization(rule, token)
+            self.apply(flow, rule, await self.cache.get(rule.credentials))
         except TokenError as e:
             self.refused[rule.name] += 1
             refuse(flow, rule, e.as_dict())
-            return
-        flow.request.headers["Authorization"] = value
+        except Exception:
+            fail_closed(flow)
+
+    def apply(self, flow: http.HTTPFlow, rule: Rule, token: Token) -> None:
+        """Put the token on the request; raises TokenError for a token we may not send."""
+        flow.request.headers["Authorization"] = injection.authorization(rule, token)
         if rule.accept is not None:
             flow.request.headers["Accept"] = rule.accept
         self.injections[flow] = Injection(rule, token)
@@ -362,6 +386,16 @@ def destination(flow: http.HTTPFlow) -> Destination:
         request.scheme, request.host, request.port, request.path, request.method,
         other_names=names,
     )  # fmt: skip
+
+
+def read_rules(path: str) -> RuleIndex:
+    """The rules of a file, indexed; raises RulesError."""
+    return RuleIndex(load_rules(path))
+
+
+def fail_closed(flow: http.HTTPFlow) -> None:
+    log.exception("unexpected error in the token addon; the request is refused")
+    refuse(flow, None, {"message": "internal error in the token addon"})
 
 
 def refuse(flow: http.HTTPFlow, rule: Rule | None, details: dict[str, str | int]) -> None:

@@ -13,6 +13,7 @@ _HOST_NAME = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_host(host: str) -> str:
     """Lower-case ASCII host: IDNA for Unicode names, no trailing dot, IPs in standard form.
 

@@ -12,6 +12,7 @@ encoded slashes, `//`, `;`) only matches rules that cover the whole host.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -98,6 +99,7 @@ def split_host_port(authority: str) -> tuple[str, int | None]:
     return host, int(rest[1:])
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_path(target: str) -> str | None:
     """The request path as every server reads it, or None when servers may differ.
 

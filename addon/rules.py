@@ -94,6 +94,16 @@ class Credentials:
     ca_file: str | None = None
     """Extra CA certificates to trust for the token endpoint (PEM)."""
 
+    def __hash__(self) -> int:
+        # Looked up in the cache on every request: hash the fields once.
+        try:
+            return self._hash  # type: ignore[has-type]
+        except AttributeError:
+            value = hash((self.token_url, self.client_id, self.client_secret, self.auth_style,
+                          self.scopes, self.endpoint_params, self.ca_file))  # fmt: skip
+            object.__setattr__(self, "_hash", value)
+            return value
+
 
 @dataclass(frozen=True)
 class Rule:

@@ -22,17 +22,20 @@ class Secret:
     fingerprint instead of the secret.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_fingerprint", "_value")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        self._fingerprint: str | None = None
 
     def reveal(self) -> str:
         return self._value
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self._value)
+        if self._fingerprint is None:  # computed once: it is logged per request
+            self._fingerprint = fingerprint(self._value)
+        return self._fingerprint
 
     def __bool__(self) -> bool:
         return bool(self._value)

@@ -111,14 +111,26 @@ class TokenCache:
         self._rule_names = {creds: tuple(n) for creds, n in names.items()}
         self._entries = {c: e for c, e in self._entries.items() if c in self._rule_names}
 
+    def cached(self, creds: Credentials) -> Token | None:
+        """The usable token, without waiting; starts a background refresh when it is due."""
+        entry = self._entries.get(creds)
+        if entry is None or entry.token is None:
+            return None
+        now = self._clock()
+        if now >= entry.usable_until:
+            return None
+        if now >= entry.refresh_at and entry.fetch is None and now >= entry.retry_at:
+            self._start_fetch(creds, entry, "refresh ahead").add_done_callback(_quietly)
+        entry.hits += 1
+        return entry.token
+
     async def get(self, creds: Credentials) -> Token:
+        """The usable token, or a fetched one; raises TokenError when none can be had."""
+        token = self.cached(creds)
+        if token is not None:
+            return token
         entry = self._entries.setdefault(creds, _Entry())
         now = self._clock()
-        if entry.token is not None and now < entry.usable_until:
-            if now >= entry.refresh_at and entry.fetch is None and now >= entry.retry_at:
-                self._start_fetch(creds, entry, "refresh ahead").add_done_callback(_quietly)
-            entry.hits += 1
-            return entry.token
         if entry.fetch is None:
             if entry.last_error is not None and now < entry.retry_at:
                 wait = entry.retry_at - now

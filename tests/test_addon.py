@@ -54,7 +54,14 @@ def rules_file(tmp_path: Path) -> Path:
 
 
 def run(addon: ClientCredentials, f) -> None:
-    asyncio.run(addon.requestheaders(f))
+    """Call the hook as mitmproxy does: it may answer at once, or with something to await."""
+
+    async def hook() -> None:
+        pending = addon.requestheaders(f)
+        if pending is not None:
+            await pending
+
+    asyncio.run(hook())
 
 
 def test_injects_into_matching_flows_only(rules_file):
@@ -147,7 +154,9 @@ def test_bad_rules_while_running_are_refused_and_old_rules_stay(rules_file, tmp_
             addon.cache._fetch = token_fetcher([])
             with pytest.raises(exceptions.OptionsError, match=r"broken\.yaml: rule #1"):
                 tctx.configure(addon, oauth_rules=str(broken))
-            await addon.requestheaders(f)
+            pending = addon.requestheaders(f)
+            if pending is not None:
+                await pending
             await addon.done()
 
     asyncio.run(scenario())
