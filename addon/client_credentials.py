@@ -221,7 +221,10 @@ class ClientCredentials:
         must be fetched, returns a coroutine that mitmproxy awaits before it
         sends the request.
         """
-        if flow.response is not None or flow.metadata.get(EXCHANGE):
+        if flow.metadata.get(EXCHANGE):  # shown, never sent: not even on a replay from the UI
+            flow.kill()
+            return None
+        if flow.response is not None:
             return None
         try:
             return self.inject(flow)

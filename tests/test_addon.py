@@ -77,6 +77,13 @@ def test_injects_into_matching_flows_only(rules_file):
     assert matching.request.headers["Accept"] == "application/json"
     assert other.request.headers["Authorization"] == "Basic client-own"
     assert len(calls) == 1
+    metadata = matching.metadata["oauth"]
+    assert metadata["action"] == "injected"
+    assert metadata["rule"] == "api"
+    assert metadata["token"] == Secret("tok").fingerprint
+    assert 3500 < metadata["usable_for"] <= 3590
+    assert json.loads(json.dumps(matching.get_state()["metadata"]))["oauth"] == metadata
+    assert other.metadata == {}
 
 
 def test_host_header_does_not_steer_the_token(rules_file):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 from tests.conftest import CLIENT_SECRET, curl, rule, rules
 from tests.support.proxy import Mitmweb
@@ -118,3 +119,28 @@ def test_mitmdump_does_not_show_exchanges_by_default_and_logs_json(start_proxy, 
         "oauth: 1 request(s) got a token, 1 refused; 2 token fetch(es), 1 failed, 1 purge(s)"
         in (proxy.output)
     )
+
+
+def test_a_token_exchange_flow_replayed_from_mitmweb_is_not_sent(start_proxy, idp, api):
+    proxy = start_proxy(rules(rule("api", api, idp)), web=True)
+    curl(proxy, f"{api.origin}/v1")
+    exchange = next(f for f in proxy.flows() if "token exchange" in f["comment"])
+    with proxy.api() as web:
+        assert web.post(f"/flows/{exchange['id']}/replay").status_code == 200
+    replayed = wait_until(lambda: error_of(proxy, exchange["id"]))
+    assert "killed" in replayed.lower()
+    assert len(idp.requests) == 1
+
+
+def error_of(proxy: Mitmweb, flow_id: str) -> str | None:
+    flow = next(f for f in proxy.flows() if f["id"] == flow_id)
+    return (flow.get("error") or {}).get("msg") if flow.get("is_replay") else None
+
+
+def wait_until(probe, timeout: float = 10.0):
+    """Poll `probe` until it returns something, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while (result := probe()) is None:
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return result
