@@ -283,10 +283,11 @@ class ClientCredentials:
             f"usable for {remaining}",
         )  # fmt: skip
 
-    async def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """Purge a rejected token, and replay if the rule says so (the only awaited case)."""
         given = self.injections.get(flow)
         if given is None or flow.response is None:
-            return
+            return None
         status = flow.response.status_code
         if status in given.rule.purge_on_status:
             self.cache.purge(
@@ -294,7 +295,12 @@ class ClientCredentials:
                 f"upstream answered {status} to {flow.request.method} {flow.request.host}",
             )  # fmt: skip
             if given.rule.retry_on_401 and can_replay(flow):
-                await self.replay(flow, given)
+                return self.replay_then_redact(flow, given)
+        self.redact(flow)
+        return None
+
+    async def replay_then_redact(self, flow: http.HTTPFlow, given: Injection) -> None:
+        await self.replay(flow, given)
         self.redact(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:

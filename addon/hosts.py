@@ -27,10 +27,11 @@ def normalise_host(host: str) -> str:
         host = host[1:-1]
     if host.endswith("."):
         host = host[:-1]
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
+    if ":" in host or host.replace(".", "").isdigit():  # only these can be IP addresses
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            pass
     if not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
