@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from addon.errors import RulesError
 from addon.rules import DEFAULT_ACCEPT, load_rules, parse_rules
@@ -380,3 +382,12 @@ def test_disabled_rules_may_name_files_that_do_not_exist_yet():
     assert parse(text) == []
     with pytest.raises(RulesError, match="client_secret_file"):
         parse(text.replace("is_disabled: true", "is_disabled: false"))
+
+
+def test_json_rules_files_read_like_yaml():
+    document = yaml.safe_load(MINIMAL)
+    as_json = parse(json.dumps(document))
+    assert as_json == parse(MINIMAL)
+    assert parse("{rules: []}") == []  # YAML flow style that is not JSON
+    with pytest.raises(RulesError, match="not valid YAML at line 1"):
+        parse('{"rules": [}')
