@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MITMDUMP = Path(sys.executable).parent / "mitmdump"
+BIN = Path(sys.executable).parent
 TOKEN_LIFETIME = 4  # seconds: short, so the demo can show a refresh
 
 
@@ -74,6 +74,41 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
     return server
 
 
+class Mitm:
+    """mitmdump or mitmweb with the addon on an ephemeral port, its output collected."""
+
+    def __init__(self, program: str, rules: Path, workdir: Path, *options: str) -> None:
+        self.log: list[str] = []
+        self._port: list[int] = []
+        self._listening = threading.Event()
+        self.process = subprocess.Popen(
+            [str(BIN / program), "--listen-host", "127.0.0.1", "--listen-port", "0",
+             "--set", f"confdir={workdir / 'mitmproxy'}", *options,
+             "-s", str(ROOT / "addon/client_credentials.py"), "--set", f"oauth_rules={rules}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "DEMO_CLIENT_SECRET": os.urandom(8).hex()},
+        )  # fmt: skip
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.log.append(line)
+            if m := re.search(r"HTTP\(S\) proxy listening at .*:(\d+)", line):
+                self._port.append(int(m.group(1)))
+                self._listening.set()
+
+    def wait_listening(self, timeout: float = 30) -> str | None:
+        """The proxy's URL once it listens; None if it did not start in time."""
+        if not self._listening.wait(timeout):
+            return None
+        return f"http://127.0.0.1:{self._port[0]}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
 def get(proxy: str, url: str) -> str:
     if shutil.which("curl"):
         command = ["curl", "-sS", "--max-time", "10", "-x", proxy, url]
@@ -114,31 +149,12 @@ rules:
     print(f"Demo API:            {api_url} (answers with what it received)")
     print(f"\nRules ({rules}):\n{rules.read_text()}")
 
-    proxy = subprocess.Popen(
-        [str(MITMDUMP), "--listen-host", "127.0.0.1", "--listen-port", "0",
-         "--set", f"confdir={workdir / 'mitmproxy'}",
-         "-s", str(ROOT / "addon/client_credentials.py"), "--set", f"oauth_rules={rules}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "DEMO_CLIENT_SECRET": os.urandom(8).hex()},
-    )  # fmt: skip
-    log: list[str] = []
-    listening = threading.Event()
-    port: list[int] = []
-
-    def read() -> None:
-        assert proxy.stdout is not None
-        for line in proxy.stdout:
-            log.append(line)
-            if m := re.search(r"listening at .*:(\d+)", line):
-                port.append(int(m.group(1)))
-                listening.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    proxy = Mitm("mitmdump", rules, workdir)
     try:
-        if not listening.wait(30):
-            print("mitmdump did not start:\n" + "".join(log))
+        proxy_url = proxy.wait_listening()
+        if proxy_url is None:
+            print("mitmdump did not start:\n" + "".join(proxy.log))
             return 1
-        proxy_url = f"http://127.0.0.1:{port[0]}"
         print(f"mitmdump with the addon: {proxy_url}\n")
 
         print("1. A request the rules match gets a token (the API shows its fingerprint):")
@@ -154,14 +170,13 @@ rules:
         print("4. A path outside the rule passes through untouched:")
         print(get(proxy_url, f"{api_url}/public/health"))
     finally:
-        proxy.terminate()
-        proxy.wait(timeout=10)
+        proxy.stop()
         idp.shutdown()
         api.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print("The addon's log (tokens appear only as fingerprints):")
-    for line in log:
+    for line in proxy.log:
         if "token" in line or "rule(s) loaded" in line:
             print("  " + line.rstrip())
     return 0

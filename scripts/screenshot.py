@@ -6,22 +6,17 @@ Needs Debian's chromium package. Run: .venv/bin/python scripts/screenshot.py
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from demo import ROOT, Api, TokenEndpoint, get, serve
-
-BIN = Path(sys.executable).parent
+from demo import ROOT, Api, Mitm, TokenEndpoint, get, serve
 
 
 def free_port() -> int:
@@ -55,32 +50,17 @@ rules:
 """
     )
     web_port = free_port()
-    proxy = subprocess.Popen(
-        [str(BIN / "mitmweb"), "--listen-host", "127.0.0.1", "--listen-port", "0",
-         "--web-host", "127.0.0.1", "--web-port", str(web_port),
-         "--set", "web_open_browser=false", "--set", f"confdir={workdir / 'conf'}",
-         "--set", "web_columns=icon", "--set", "web_columns=path", "--set", "web_columns=method",
-         "--set", "web_columns=status", "--set", "web_columns=time",
-         "--set", "web_columns=comment",
-         "-s", str(ROOT / "addon/client_credentials.py"), "--set", f"oauth_rules={rules}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "DEMO_CLIENT_SECRET": os.urandom(8).hex()},
+    columns = ("icon", "path", "method", "status", "time", "comment")
+    proxy = Mitm(
+        "mitmweb", rules, workdir,
+        "--web-host", "127.0.0.1", "--web-port", str(web_port), "--set", "web_open_browser=false",
+        *(f"--set=web_columns={column}" for column in columns),
     )  # fmt: skip
-    port: list[int] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert proxy.stdout is not None
-        for line in proxy.stdout:
-            if m := re.search(r"HTTP\(S\) proxy listening at .*:(\d+)", line):
-                port.append(int(m.group(1)))
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
     try:
-        if not ready.wait(30):
+        proxy_url = proxy.wait_listening()
+        if proxy_url is None:
+            print("mitmweb did not start:\n" + "".join(proxy.log), file=sys.stderr)
             return 1
-        proxy_url = f"http://127.0.0.1:{port[0]}"
         base = f"http://127.0.0.1:{api.server_port}"
         for path in ("/v1/orders", "/v1/orders/42", "/public/health", "/reports/daily"):
             get(proxy_url, base + path)
@@ -99,8 +79,7 @@ rules:
         )  # fmt: skip
         print(f"wrote {out}")
     finally:
-        proxy.terminate()
-        proxy.wait(timeout=10)
+        proxy.stop()
         idp.shutdown()
         api.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)
