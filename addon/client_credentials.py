@@ -129,7 +129,7 @@ class ClientCredentials:
         loader.add_option(
             "oauth_log_json", str, "",
             "Append one JSON line per token fetch, failure, purge and rules reload to this file.",
-        )  # fmt: skip  # fmt: skip
+        )  # fmt: skip
         loader.add_option(
             "oauth_redact_flows", bool, True,
             "Once a request has been sent, replace its token in the flow with a fingerprint, "
