@@ -178,7 +178,10 @@ def side_by_side(work: Path, ca: Path, ports: dict, rounds: int, seconds: float)
     one.write_text(rules_text(1, ports["http"], ports["https"], token_url))
     many.write_text(rules_text(10_000, ports["http"], ports["https"], token_url))
     first = Proxy("plain", work, ca)  # creates the shared CA before the others start
+    lib = ROOT / "scripts" / "benchlib"
     proxies = [first, Proxy("twin", work, ca), Proxy("trivial addon", work, ca, TRIVIAL),
+               Proxy("trivial + imports", work, ca, lib / "trivial_imports.py"),
+               Proxy("trivial + hooks", work, ca, lib / "trivial_hooks.py"),
                Proxy("ours, 1 rule", work, ca, ADDON, one),
                Proxy("ours, 10k rules", work, ca, ADDON, many)]  # fmt: skip
     results = {}
