@@ -265,23 +265,23 @@ class ClientCredentials:
 
     def apply(self, flow: http.HTTPFlow, rule: Rule, token: Token) -> None:
         """Put the token on the request; raises TokenError for a token we may not send."""
-        flow.request.headers["Authorization"] = injection.authorization(rule, token)
+        value = injection.authorization(rule, token)
+        flow.request.headers["Authorization"] = value
         if rule.accept is not None:
             flow.request.headers["Accept"] = rule.accept
         self.injections[flow] = Injection(rule, token)
         self.injected[rule.name] += 1
-        self.describe_injection(flow, rule, token)
-
-    def describe_injection(self, flow: http.HTTPFlow, rule: Rule, token: Token) -> None:
+        fingerprint = token.access_token.fingerprint
         usable_for = self.cache.usable_for(rule.credentials)
-        remaining = f"{usable_for:.0f} s" if usable_for is not None else "?"
-        annotate(
-            flow,
-            {"action": "injected", "rule": rule.name, "token": token.access_token.fingerprint,
-             "token_type": injection.scheme_for(rule, token), "usable_for": usable_for},
-            f"rule {rule.name}: token sha256:{token.access_token.fingerprint}, "
-            f"usable for {remaining}",
-        )  # fmt: skip
+        flow.metadata[METADATA] = {
+            "action": "injected", "rule": rule.name, "token": fingerprint,
+            "token_type": value.partition(" ")[0], "usable_for": usable_for,
+        }  # fmt: skip
+        flow.comment = (
+            f"oauth: rule {rule.name}: token sha256:{fingerprint}, usable for {usable_for:.0f} s"
+            if usable_for is not None
+            else f"oauth: rule {rule.name}: token sha256:{fingerprint}"
+        )
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """Purge a rejected token, and replay if the rule says so (the only awaited case)."""
@@ -387,7 +387,8 @@ def destination(flow: http.HTTPFlow) -> Destination:
     """
     request = flow.request
     names = request.headers.get_all("Host")
-    if request.authority:
+    if request.authority and (request.is_http2 or request.is_http3):
+        # In HTTP/1 the authority is the request line's, which the destination came from.
         names.append(request.authority)
     if flow.client_conn.sni:
         names.append(flow.client_conn.sni)
