@@ -149,11 +149,7 @@ def test_auth_style_auto_falls_back_and_remembers(start_proxy, issuer, idp, api,
     def body_credentials_only(request: Recorded) -> Reply:
         if basic_of(request):
             return Reply(401, {"error": "invalid_client", "error_description": "use the body"})
-        issuer.reply = None
-        try:
-            return issuer(request)
-        finally:
-            issuer.reply = body_credentials_only
+        return issuer.issue(request)
 
     issuer.reply = body_credentials_only
     shared = {"client_id": "shared-client"}
@@ -191,11 +187,7 @@ def test_krakend_auth0_example(start_proxy, issuer, idp, api_tls):
             return Reply(401, {"error": "access_denied", "error_description": "Unauthorized"})
         if form.get("audience") != ["YOUR-AUDIENCE"]:
             return Reply(403, {"error": "access_denied", "error_description": "No audience"})
-        issuer.reply = None
-        try:
-            return issuer(request)
-        finally:
-            issuer.reply = auth0
+        return issuer.issue(request)
 
     issuer.reply = auth0
     proxy = start_proxy(

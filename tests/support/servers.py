@@ -147,8 +147,10 @@ class TokenIssuer:
         self.issued: list[str] = []
 
     def __call__(self, request: Recorded) -> Reply:
-        if self.reply is not None:
-            return self.reply(request)
+        return self.reply(request) if self.reply is not None else self.issue(request)
+
+    def issue(self, request: Recorded) -> Reply:
+        """A new numbered token, whatever `reply` says: for replies that accept the request."""
         token = f"{self.prefix}-{next(self._numbers)}"
         self.issued.append(token)
         body: dict[str, Any] = {"access_token": token, "token_type": self.token_type}
