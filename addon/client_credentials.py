@@ -258,14 +258,21 @@ class ClientCredentials:
         try:
             self.apply(flow, rule, await self.cache.get(rule.credentials))
         except TokenError as e:
-            self.refused[rule.name] += 1
-            refuse(flow, rule, e.as_dict())
-        except Exception:
+            self.refuse_for(flow, rule, e)
+        except Exception:  # as in requestheaders: fail closed
             fail_closed(flow)
 
+    def refuse_for(self, flow: http.HTTPFlow, rule: Rule, error: TokenError) -> None:
+        self.refused[rule.name] += 1
+        refuse(flow, rule, error.as_dict())
+
     def apply(self, flow: http.HTTPFlow, rule: Rule, token: Token) -> None:
-        """Put the token on the request; raises TokenError for a token we may not send."""
-        value = injection.authorization(rule, token)
+        """Put the token on the request, or refuse the request if the token may not be sent."""
+        try:
+            value = injection.authorization(rule, token)
+        except TokenError as e:  # a cached token is checked on every use, not just the first
+            self.refuse_for(flow, rule, e)
+            return
         flow.request.headers["Authorization"] = value
         if rule.accept is not None:
             flow.request.headers["Accept"] = rule.accept
@@ -273,15 +280,13 @@ class ClientCredentials:
         self.injected[rule.name] += 1
         fingerprint = token.access_token.fingerprint
         usable_for = self.cache.usable_for(rule.credentials)
-        flow.metadata[METADATA] = {
-            "action": "injected", "rule": rule.name, "token": fingerprint,
-            "token_type": value.partition(" ")[0], "usable_for": usable_for,
-        }  # fmt: skip
-        flow.comment = (
-            f"oauth: rule {rule.name}: token sha256:{fingerprint}, usable for {usable_for:.0f} s"
-            if usable_for is not None
-            else f"oauth: rule {rule.name}: token sha256:{fingerprint}"
-        )
+        remaining = f", usable for {usable_for:.0f} s" if usable_for is not None else ""
+        annotate(
+            flow,
+            {"action": "injected", "rule": rule.name, "token": fingerprint,
+             "token_type": value.partition(" ")[0], "usable_for": usable_for},
+            f"rule {rule.name}: token sha256:{fingerprint}{remaining}",
+        )  # fmt: skip
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """Purge a rejected token, and replay if the rule says so (the only awaited case)."""

@@ -214,3 +214,21 @@ def test_console_commands_through_the_command_manager(rules_file):
         assert commands.execute("oauth.flush") == "dropped 0 token(s)"
         with pytest.raises(exceptions.CommandError, match="no rule named 'nope'"):
             commands.execute("oauth.refresh nope")
+
+
+def test_a_cached_non_bearer_token_is_refused_clearly_every_time(rules_file):
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file))
+
+        async def fetch(creds: Credentials) -> Token:
+            return Token(Secret("tok"), "MAC", 3600)
+
+        addon.cache._fetch = fetch
+        first, second = flow(), flow()
+        run(addon, first)  # fetched
+        run(addon, second)  # from the cache
+    for f in (first, second):
+        assert f.response.status_code == 502
+        assert "'MAC' token, not a Bearer token" in json.loads(f.response.content)["message"]
+    assert addon.refused["api"] == 2
