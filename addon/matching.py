@@ -144,21 +144,6 @@ def path_has_prefix(path: str, prefix: str) -> bool:
     return path.startswith(prefix) and path[len(prefix)] == "/"
 
 
-def rule_applies(rule: Rule, dest: Destination) -> bool:
-    """Everything but the host, which the index has already matched."""
-    m = rule.match
-    if m.path == "/":
-        path_ok = True
-    else:
-        path_ok = dest.path is not None and path_has_prefix(dest.path, m.path)
-    return (
-        path_ok
-        and dest.scheme in m.schemes
-        and (m.port is None or m.port == dest.port)
-        and (m.methods is None or dest.method in m.methods)
-    )
-
-
 class RuleIndex:
     """Finds the most specific rule: exact host over wildcard, longest path, file order."""
 
@@ -181,18 +166,21 @@ class RuleIndex:
         if dest.method in NEVER_INJECTED:
             return None
         for rule in self._exact.get(dest.host, ()):
-            if rule_applies(rule, dest):
+            if why_not(rule, dest) is None:
                 return rule
         label, _, parent = dest.host.partition(".")
         if label and parent:
             for rule in self._wildcard.get(parent, ()):
-                if rule_applies(rule, dest):
+                if why_not(rule, dest) is None:
                     return rule
         return None
 
 
 def why_not(rule: Rule, dest: Destination) -> str | None:
-    """Why `rule` does not apply to `dest`, or None if it does (it may still lose to another)."""
+    """Why `rule` does not apply to `dest`, or None if it does (it may still lose to another).
+
+    The one statement of what a match is: the index and `oauth.explain` both ask it.
+    """
     m = rule.match
     if dest.method in NEVER_INJECTED:
         return f"{dest.method} requests never get a token"
