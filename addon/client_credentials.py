@@ -244,9 +244,9 @@ class ClientCredentials:
             return None
         if rule is None:
             return None
-        if rule.client_authorization == "keep" and "Authorization" in flow.request.headers:
+        if rule.client_authorization == "keep" and rule.header_name in flow.request.headers:
             annotate(flow, {"action": "kept", "rule": rule.name},
-                     f"rule {rule.name}: the client's own Authorization is kept")  # fmt: skip
+                     f"rule {rule.name}: the client's own {rule.header_name} is kept")  # fmt: skip
             return None
         token = self.cache.cached(rule.credentials)
         if token is None:
@@ -269,11 +269,11 @@ class ClientCredentials:
     def apply(self, flow: http.HTTPFlow, rule: Rule, token: Token) -> None:
         """Put the token on the request, or refuse the request if the token may not be sent."""
         try:
-            value = injection.authorization(rule, token)
+            value = injection.header_value(rule, token)
         except TokenError as e:  # a cached token is checked on every use, not just the first
             self.refuse_for(flow, rule, e)
             return
-        flow.request.headers["Authorization"] = value
+        flow.request.headers[rule.header_name] = value
         if rule.accept is not None:
             flow.request.headers["Accept"] = rule.accept
         self.injections[flow] = Injection(rule, token)
@@ -284,7 +284,7 @@ class ClientCredentials:
         annotate(
             flow,
             {"action": "injected", "rule": rule.name, "token": fingerprint,
-             "token_type": value.partition(" ")[0], "usable_for": usable_for},
+             "token_type": rule.token_type or token.token_type, "usable_for": usable_for},
             f"rule {rule.name}: token sha256:{fingerprint}{remaining}",
         )  # fmt: skip
 
@@ -324,7 +324,7 @@ class ClientCredentials:
         try:
             flow.response = await self.replayer.replay(
                 flow.request,
-                injection.authorization(rule, token),
+                (rule.header_name, injection.header_value(rule, token)),
                 verify=not ctx.options.ssl_insecure,
                 ca_file=ctx.options.ssl_verify_upstream_trusted_ca,
             )
@@ -380,8 +380,8 @@ class ClientCredentials:
         """Leave a fingerprint where the token was, once it has been sent."""
         given = self.injections.get(flow)
         if given is not None and ctx.options.oauth_redact_flows:
-            redacted = injection.redacted_authorization(given.rule, given.token)
-            flow.request.headers["Authorization"] = redacted
+            redacted = injection.redacted_header_value(given.rule, given.token)
+            flow.request.headers[given.rule.header_name] = redacted
 
 
 def destination(flow: http.HTTPFlow) -> Destination:

@@ -33,19 +33,24 @@ class Exchange:
     """Why there is no answer (timeout, connection refused), if there is none."""
 
 
-def redact_request_headers(headers: dict[str, str]) -> list[tuple[str, str]]:
-    """Keep the authentication scheme, cut the credentials."""
+def redact_request_headers(headers: dict[str, str], redactor: Redactor) -> list[tuple[str, str]]:
+    """Keep the authentication scheme, cut the credentials and any secret header value."""
     redacted = []
     for name, value in headers.items():
         if name.lower() == "authorization":
             value = f"{value.partition(' ')[0]} {REDACTED}"
-        redacted.append((name, value))
+        redacted.append((name, redactor.redact(value)))
     return redacted
 
 
-def redact_form(body: bytes) -> bytes:
-    """A form body with secret parameters (client_secret, client_assertion) cut."""
-    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+def redact_request_body(content_type: str, body: bytes) -> bytes:
+    """A form or JSON body with secret parameters (client_secret, client_assertion) cut."""
+    text = body.decode("utf-8", "replace")
+    if content_type == "application/json":
+        document = json.loads(text)
+        clean = {k: REDACTED if k in SECRET_PARAMS else v for k, v in document.items()}
+        return json.dumps(clean, indent=2).encode()
+    pairs = parse_qsl(text, keep_blank_values=True)
     return urlencode(
         [(k, REDACTED if k in SECRET_PARAMS else v) for k, v in pairs], safe="[]"
     ).encode()

@@ -1,9 +1,14 @@
-"""What a matching request carries: the header value built from a rule and its token."""
+"""What a matching request carries: the header built from a rule and its token.
+
+By default `Authorization: Bearer <token>`; a rule may name another header
+(`header_name`) and shape the value (`header_value`, a template with
+`{token_type}` and `{access_token}`) for APIs that want, say, `X-Api-Token: <token>`.
+"""
 
 from __future__ import annotations
 
 from addon.errors import TokenError
-from addon.rules import Rule
+from addon.rules import DEFAULT_HEADER_VALUE, Rule
 from addon.token import Token
 
 
@@ -24,12 +29,16 @@ def scheme_for(rule: Rule, token: Token) -> str:
     return token.token_type
 
 
-def authorization(rule: Rule, token: Token) -> str:
-    """The `Authorization` value. It reveals the token: for the wire only."""
-    return f"{scheme_for(rule, token)} {token.access_token.reveal()}"
+def header_value(rule: Rule, token: Token) -> str:
+    """The value of the rule's header. It reveals the token: for the wire only."""
+    scheme = scheme_for(rule, token)
+    if rule.header_value == DEFAULT_HEADER_VALUE:
+        return f"{scheme} {token.access_token.reveal()}"  # the common case, without format()
+    return rule.header_value.format(token_type=scheme, access_token=token.access_token.reveal())
 
 
-def redacted_authorization(rule: Rule, token: Token) -> str:
-    """What flows keep once the request has been sent: the scheme and a fingerprint."""
+def redacted_header_value(rule: Rule, token: Token) -> str:
+    """What flows keep once the request has been sent: the token's fingerprint in its place."""
     scheme = rule.token_type or token.token_type
-    return f"{scheme} [redacted sha256:{token.access_token.fingerprint}]"
+    redacted = f"[redacted sha256:{token.access_token.fingerprint}]"
+    return rule.header_value.format(token_type=scheme, access_token=redacted)

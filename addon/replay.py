@@ -55,7 +55,7 @@ class Replayer:
     async def replay(
         self,
         request: http.Request,
-        authorization: str,
+        header: tuple[str, str],
         *,
         verify: bool = True,
         ca_file: str | None = None,
@@ -64,8 +64,9 @@ class Replayer:
         headers = [
             (k, v) for k, v in request.headers.items(multi=True) if k.lower() not in HOP_BY_HOP
         ]
-        headers = [(k, v) for k, v in headers if k.lower() != "authorization"]
-        headers.append(("Authorization", authorization))
+        name, _ = header
+        headers = [(k, v) for k, v in headers if k.lower() != name.lower()]
+        headers.append(header)
         client = self._client(verify, ca_file)
         started = time.time()
         async with client.stream(

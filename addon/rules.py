@@ -12,6 +12,7 @@ import json
 import os
 import re
 import ssl
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,27 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from addon import assertion
+from addon.assertion import AssertionSettings
+from addon.client_tls import CertificateError, ClientCertificate, tls_context
 from addon.errors import RulesError
 from addon.hosts import is_ip_address, is_loopback, is_public_suffix, normalise_host
 from addon.secret import Secret, SecretFile, SecretValue
 
-AUTH_STYLES = ("auto", "header", "params")
+AUTH_STYLES = (
+    "auto",
+    "header",
+    "params",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
+)
+AUTH_STYLE_ALIASES = {"client_secret_basic": "header", "client_secret_post": "params"}
+"""The names OpenID Connect registration and most identity provider consoles use."""
+SECRETLESS_STYLES = ("private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth")
+REQUEST_FORMATS = ("form", "json")
+DEFAULT_HEADER_VALUE = "{token_type} {access_token}"
 SCHEMES = ("http", "https")
 DEFAULT_ACCEPT = "application/json"
 CLIENT_AUTHORIZATION = ("replace", "keep")
@@ -49,7 +66,21 @@ RULE_KEYS = (
     "ca_file",
     "allow_insecure_token_url",
     "is_disabled",
+    "assertion_alg",
+    "assertion_audience",
+    "assertion_lifetime",
+    "private_key_file",
+    "key_id",
+    "client_cert_file",
+    "client_key_file",
+    "token_headers",
+    "token_request_format",
+    "header_name",
+    "header_value",
 )
+ASSERTION_KEYS = (
+    "assertion_alg", "assertion_audience", "assertion_lifetime", "private_key_file", "key_id"
+)  # fmt: skip
 MATCH_KEYS = ("host", "port", "scheme", "path", "methods")
 # Parameters the token request sets itself: overriding them would silently
 # change what is asked for (golang/oauth2 fails on `scope` at run time).
@@ -57,6 +88,12 @@ RESERVED_PARAMS = {
     "scope": "use the rule's 'scopes' field instead",
     "grant_type": "this addon only performs the client_credentials grant",
 }
+# Headers of a token request that the request itself decides.
+RESERVED_TOKEN_HEADERS = frozenset(
+    {"host", "content-type", "content-length", "transfer-encoding", "connection", "te", "upgrade"}
+)
+# Headers that the injected token may not be put in: they frame the request or name its target.
+RESERVED_INJECTED_HEADERS = RESERVED_TOKEN_HEADERS | {"accept", "cookie", "proxy-authorization"}
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader where PyYAML has it: 20 times faster on large files."""
@@ -90,12 +127,20 @@ class Credentials:
 
     token_url: str
     client_id: SecretValue
-    client_secret: SecretValue
+    client_secret: SecretValue | None
+    """None for the styles that need no shared secret (private_key_jwt, TLS client auth)."""
     auth_style: str = "auto"
     scopes: tuple[str, ...] = ()
     endpoint_params: tuple[tuple[str, tuple[str, ...]], ...] = field(default=(), repr=False)
     ca_file: str | None = None
     """Extra CA certificates to trust for the token endpoint (PEM)."""
+    assertion: AssertionSettings | None = None
+    """For client_secret_jwt and private_key_jwt."""
+    client_certificate: ClientCertificate | None = None
+    """Shown to the token endpoint in the TLS handshake, whatever the auth style."""
+    token_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """Extra headers on the token request; their values are treated as secrets."""
+    request_format: str = "form"
 
     def __hash__(self) -> int:
         # Looked up in the cache on every request: hash the fields once.
@@ -103,7 +148,9 @@ class Credentials:
             return self._hash  # type: ignore[has-type]
         except AttributeError:
             value = hash((self.token_url, self.client_id, self.client_secret, self.auth_style,
-                          self.scopes, self.endpoint_params, self.ca_file))  # fmt: skip
+                          self.scopes, self.endpoint_params, self.ca_file, self.assertion,
+                          self.client_certificate, self.token_headers,
+                          self.request_format))  # fmt: skip
             object.__setattr__(self, "_hash", value)
             return value
 
@@ -118,6 +165,9 @@ class Rule:
     """"keep": a request that has its own Authorization is sent as it is."""
     token_type: str | None = None
     """The scheme to send, whatever the endpoint calls its tokens; None accepts Bearer only."""
+    header_name: str = "Authorization"
+    header_value: str = DEFAULT_HEADER_VALUE
+    """A template with {access_token} and optionally {token_type}."""
     purge_on_status: frozenset[int] = DEFAULT_PURGE_ON_STATUS
     """Upstream statuses that mean "this token is no good": it is dropped from the cache."""
     retry_on_401: bool = False
@@ -237,6 +287,7 @@ class _RuleReader:
         ):
             raise self.error("token_type", "must be an authentication scheme such as Bearer")
         client_authorization = self.choice("client_authorization", CLIENT_AUTHORIZATION)
+        header_name = self.header_name()
         rule = Rule(
             name=name,
             match=self.match(),
@@ -244,6 +295,8 @@ class _RuleReader:
             accept=self.accept(),
             client_authorization=client_authorization,
             token_type=token_type,
+            header_name=header_name,
+            header_value=self.header_value(),
             purge_on_status=self.statuses("purge_on_status"),
             retry_on_401=self.boolean("retry_on_401"),
             position=self.position,
@@ -267,15 +320,156 @@ class _RuleReader:
 
     def credentials(self) -> Credentials:
         token_url = self.token_url(self.item.get("token_url"))
+        style = self.auth_style()
+        client_secret = self.client_secret(style)
+        ca_file = self.ca_file()
         return Credentials(
             token_url=token_url,
             client_id=self.secret_value("client_id"),
-            client_secret=self.secret_value("client_secret"),
-            auth_style=self.choice("auth_style", AUTH_STYLES),
+            client_secret=client_secret,
+            auth_style=style,
             scopes=self.scopes(self.item.get("scopes")),
             endpoint_params=self.endpoint_params(self.item.get("endpoint_params")),
-            ca_file=self.ca_file(),
+            ca_file=ca_file,
+            assertion=self.assertion(style, client_secret),
+            client_certificate=self.client_certificate(style),
+            token_headers=self.token_headers(style),
+            request_format=self.choice("token_request_format", REQUEST_FORMATS),
         )
+
+    def auth_style(self) -> str:
+        value = self.string("auth_style", self.item.get("auth_style", "auto"))
+        value = AUTH_STYLE_ALIASES.get(value, value)
+        if value not in AUTH_STYLES:
+            choices = ", ".join((*AUTH_STYLES, *AUTH_STYLE_ALIASES))
+            raise self.error("auth_style", f"must be one of {choices}")
+        return value
+
+    def client_secret(self, style: str) -> SecretValue | None:
+        """Required, except by the styles that prove the client's identity without it."""
+        if style not in SECRETLESS_STYLES:
+            return self.secret_value("client_secret")
+        for name in ("client_secret", "client_secret_file"):
+            if name in self.item:
+                raise self.error(name, f"not used with auth_style {style}: leave it out")
+        return None
+
+    def assertion(self, style: str, secret: SecretValue | None) -> AssertionSettings | None:
+        """The settings of client_secret_jwt and private_key_jwt, checked against the key."""
+        if style not in assertion.DEFAULT_ALGORITHM:
+            for key in ASSERTION_KEYS:
+                if key in self.item:
+                    raise self.error(key, "only used with auth_style client_secret_jwt "
+                                          "or private_key_jwt")  # fmt: skip
+            return None
+        allowed = (
+            assertion.HMAC_ALGORITHMS if style == "client_secret_jwt" else assertion.KEY_ALGORITHMS
+        )
+        algorithm = self.string(
+            "assertion_alg", self.item.get("assertion_alg", assertion.DEFAULT_ALGORITHM[style])
+        )
+        if algorithm not in allowed:
+            raise self.error("assertion_alg", f"must be one of {', '.join(allowed)} for {style}")
+        key_file = None
+        if style == "private_key_jwt":
+            if "private_key_file" not in self.item:
+                raise self.error(
+                    "private_key_file", "required by private_key_jwt: a PEM private key"
+                )
+            key_file = str(self.path_field("private_key_file"))
+            if self.check_files:
+                try:
+                    assertion.load_signing_key(key_file, algorithm)
+                except ValueError as e:
+                    raise self.error("private_key_file", str(e)) from None
+        elif "private_key_file" in self.item or "key_id" in self.item:
+            name = "private_key_file" if "private_key_file" in self.item else "key_id"
+            raise self.error(name, "client_secret_jwt signs with the client secret, not a key")
+        elif secret is not None and (self.check_files or isinstance(secret, Secret)):
+            try:
+                assertion.check_secret_length(algorithm, secret.reveal())
+            except ValueError as e:
+                raise self.error("client_secret", str(e)) from None
+        audience = self.item.get("assertion_audience")
+        key_id = self.item.get("key_id")
+        return AssertionSettings(
+            algorithm=algorithm,
+            audience=None if audience is None else self.string("assertion_audience", audience),
+            lifetime=self.seconds(
+                "assertion_lifetime", assertion.DEFAULT_LIFETIME, assertion.MAX_LIFETIME
+            ),
+            private_key_file=key_file,
+            key_id=None if key_id is None else self.string("key_id", key_id),
+        )
+
+    def client_certificate(self, style: str) -> ClientCertificate | None:
+        """Both files or neither; TLS client auth styles need them."""
+        cert, key = self.item.get("client_cert_file"), self.item.get("client_key_file")
+        if cert is None and key is None:
+            if style in SECRETLESS_STYLES and style != "private_key_jwt":
+                raise self.error("client_cert_file", f"required by auth_style {style}")
+            return None
+        if cert is None or key is None:
+            missing = "client_cert_file" if cert is None else "client_key_file"
+            raise self.error(missing, "give client_cert_file and client_key_file together")
+        certificate = ClientCertificate(
+            str(self.path_field("client_cert_file")), str(self.path_field("client_key_file"))
+        )
+        if self.check_files:
+            try:
+                tls_context(None, certificate)
+            except CertificateError as e:
+                name = "client_key_file" if e.path == certificate.key_file else "client_cert_file"
+                raise self.error(name, str(e)) from None
+        return certificate
+
+    def token_headers(self, style: str) -> tuple[tuple[str, str], ...]:
+        value = self.item.get("token_headers")
+        if value is None:
+            return ()
+        if not isinstance(value, dict):
+            raise self.error("token_headers", "must map header names to values")
+        headers = []
+        for name, header_value in value.items():
+            where = f"token_headers.{name}"
+            if not isinstance(name, str) or not _HTTP_TOKEN.fullmatch(name):
+                raise self.error("token_headers", f"{name!r} is not a header name")
+            lowered = name.lower()
+            if lowered in RESERVED_TOKEN_HEADERS:
+                raise self.error(where, "set by the token request itself")
+            if lowered == "authorization" and style in ("auto", "header"):
+                raise self.error(where, f"auth_style {style} sends its own Authorization")
+            headers.append((name, self.header_line(where, header_value, secret=True)))
+        return tuple(headers)
+
+    def header_name(self) -> str:
+        name = self.string("header_name", self.item.get("header_name", "Authorization"))
+        if not _HTTP_TOKEN.fullmatch(name):
+            raise self.error("header_name", f"{name!r} is not a header name")
+        if name.lower() in RESERVED_INJECTED_HEADERS:
+            raise self.error("header_name", f"{name} cannot carry the token")
+        return name
+
+    def header_value(self) -> str:
+        """A template with {access_token}, optionally {token_type}; `{{` `}}` for braces."""
+        template = self.header_line(
+            "header_value", self.item.get("header_value", DEFAULT_HEADER_VALUE)
+        )
+        try:
+            parts = list(string.Formatter().parse(template))
+        except ValueError as e:
+            raise self.error("header_value", f"not a valid template: {e}") from None
+        fields = set()
+        for _, name, spec, conversion in parts:
+            if name is None:
+                continue
+            if name not in ("access_token", "token_type") or spec or conversion:
+                raise self.error("header_value", "the placeholders are {access_token} and "
+                                 "{token_type}; write {{ and }} for braces")  # fmt: skip
+            fields.add(name)
+        if "access_token" not in fields:
+            raise self.error("header_value", "must contain {access_token}")
+        return template
 
     def accept(self) -> str | None:
         if "accept" not in self.item:
@@ -283,10 +477,7 @@ class _RuleReader:
         value = self.item["accept"]
         if value is None:
             return None
-        accept = self.string("accept", value)
-        if any(c in accept for c in "\r\n\0"):
-            raise self.error("accept", "must be a single header line")
-        return accept
+        return self.header_line("accept", value)
 
     # -- fields -----------------------------------------------------------
 
@@ -392,6 +583,18 @@ class _RuleReader:
                 "ca_file", f"not a readable PEM CA bundle ({type(e).__name__})"
             ) from None
         return str(path)
+
+    def seconds(self, field: str, default: int, maximum: int) -> int:
+        value = self.item.get(field, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+            raise self.error(field, f"must be a number of seconds from 1 to {maximum}")
+        return value
+
+    def header_line(self, field: str, value: object, *, secret: bool = False) -> str:
+        line = self.string(field, value, secret=secret)
+        if any(c in line for c in "\r\n\0"):
+            raise self.error(field, "must be a single header line")
+        return line
 
     def statuses(self, field: str) -> frozenset[int]:
         value = self.item.get(field, sorted(DEFAULT_PURGE_ON_STATUS))

@@ -10,7 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from addon.rules import AUTH_STYLES, CLIENT_AUTHORIZATION
+from addon import assertion
+from addon.rules import (
+    AUTH_STYLE_ALIASES,
+    AUTH_STYLES,
+    CLIENT_AUTHORIZATION,
+    DEFAULT_HEADER_VALUE,
+    REQUEST_FORMATS,
+    SECRETLESS_STYLES,
+)
 
 _STRING = {"type": "string", "minLength": 1}
 
@@ -53,7 +61,42 @@ RULE = {
     "additionalProperties": False,
     "allOf": [
         {"oneOf": [{"required": ["client_id"]}, {"required": ["client_id_file"]}]},
-        {"oneOf": [{"required": ["client_secret"]}, {"required": ["client_secret_file"]}]},
+        {
+            "if": {
+                "required": ["auth_style"],
+                "properties": {"auth_style": {"enum": list(SECRETLESS_STYLES)}},
+            },
+            "then": {
+                "not": {
+                    "anyOf": [{"required": ["client_secret"]}, {"required": ["client_secret_file"]}]
+                }
+            },
+            "else": {
+                "oneOf": [{"required": ["client_secret"]}, {"required": ["client_secret_file"]}]
+            },
+        },
+        {
+            "if": {
+                "required": ["auth_style"],
+                "properties": {"auth_style": {"const": "private_key_jwt"}},
+            },
+            "then": {"required": ["private_key_file"]},
+        },
+        {
+            "if": {
+                "required": ["auth_style"],
+                "properties": {
+                    "auth_style": {"enum": ["tls_client_auth", "self_signed_tls_client_auth"]}
+                },
+            },
+            "then": {"required": ["client_cert_file", "client_key_file"]},
+        },
+        {
+            "dependentRequired": {
+                "client_cert_file": ["client_key_file"],
+                "client_key_file": ["client_cert_file"],
+            }
+        },
     ],
     "properties": {
         "name": _described(
@@ -88,8 +131,48 @@ RULE = {
             },
         ),
         "auth_style": _described(
-            "auto: HTTP Basic, then the body; header: Basic only; params: body only.",
-            enum=list(AUTH_STYLES),
+            "auto: HTTP Basic, then the body; header (client_secret_basic): Basic only; params "
+            "(client_secret_post): body only; client_secret_jwt / private_key_jwt: a signed "
+            "assertion (RFC 7523); tls_client_auth / self_signed_tls_client_auth: the client "
+            "certificate (RFC 8705).",
+            enum=[*AUTH_STYLES, *AUTH_STYLE_ALIASES],
+        ),
+        "assertion_alg": _described(
+            "Signing algorithm: HS256 (default), HS384, HS512 for client_secret_jwt; RS256 "
+            "(default), PS256, ES256 and their 384/512 siblings for private_key_jwt.",
+            enum=[*assertion.HMAC_ALGORITHMS, *assertion.KEY_ALGORITHMS],
+        ),
+        "assertion_audience": _described(
+            "The assertion's aud claim; default: token_url (some providers want the issuer).",
+            **_STRING,
+        ),
+        "assertion_lifetime": _described(
+            "Seconds an assertion is valid (default 60).",
+            type="integer",
+            minimum=1,
+            maximum=assertion.MAX_LIFETIME,
+        ),
+        "private_key_file": _described(
+            "Unencrypted PEM private key for private_key_jwt; read at each token fetch.", **_STRING
+        ),
+        "key_id": _described("The assertion's kid header.", **_STRING),
+        "client_cert_file": _described(
+            "PEM client certificate shown to the token endpoint (with any auth style).", **_STRING
+        ),
+        "client_key_file": _described("Unencrypted PEM key of client_cert_file.", **_STRING),
+        "token_headers": _described(
+            "Extra headers on the token request; values are kept out of logs.",
+            type="object",
+            additionalProperties=_STRING,
+        ),
+        "token_request_format": _described(
+            "form (default, RFC 6749) or json.", enum=list(REQUEST_FORMATS)
+        ),
+        "header_name": _described("Header the token goes in (default Authorization).", **_STRING),
+        "header_value": _described(
+            f"Template of its value (default {DEFAULT_HEADER_VALUE!r}).",
+            type="string",
+            pattern="\\{access_token\\}",
         ),
         "accept": _described(
             "Accept header for the API request; null leaves the client's alone.",

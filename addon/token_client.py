@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import email.utils
 import logging
-import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
+from typing import NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from addon.client_tls import ClientCertificate, FileVersion, tls_context
 from addon.errors import TokenError
-from addon.exchange import Exchange, redact_form, redact_request_headers, redact_token_response
+from addon.exchange import (
+    Exchange,
+    redact_request_body,
+    redact_request_headers,
+    redact_token_response,
+)
 from addon.redaction import Redactor
 from addon.rules import Credentials
 from addon.token import Token, parse_token_response
+from addon.token_request import ClientAuth, TokenRequest, token_request
 
 MAX_RESPONSE_BYTES = 1 << 20
 """golang/oauth2 reads at most 1 MiB of a token response; so do we."""
@@ -27,63 +32,6 @@ MAX_RESPONSE_BYTES = 1 << 20
 DEFAULT_TIMEOUT = 10.0
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClientAuth:
-    """A credential set's id and secret, read once per fetch (files may have rotated)."""
-
-    client_id: str
-    client_secret: str
-
-    @classmethod
-    def of(cls, creds: Credentials) -> ClientAuth:
-        try:
-            return cls(creds.client_id.reveal(), creds.client_secret.reveal())
-        except ValueError as e:  # a *_file that is missing, unreadable or empty
-            raise TokenError(
-                f"client credentials unavailable: {e}", error="invalid_client"
-            ) from None
-
-    def __repr__(self) -> str:
-        return "ClientAuth(…)"
-
-    def secrets(self) -> tuple[str, str]:
-        """The secret, and the id:secret pair as HTTP Basic encodes it."""
-        pair = f"{quote_plus(self.client_id)}:{quote_plus(self.client_secret)}"
-        return self.client_secret, pair
-
-
-def basic_credentials(client_id: str, client_secret: str) -> str:
-    """HTTP Basic with id and secret form-urlencoded first (RFC 6749 §2.3.1)."""
-    pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
-    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-
-
-def token_request(creds: Credentials, auth: ClientAuth, style: str) -> tuple[dict[str, str], bytes]:
-    """Headers and form body of one attempt, with the client authenticated by `style`.
-
-    `style` is "header" (HTTP Basic) or "params" (id and secret in the body).
-    In the params style our `client_id`/`client_secret` replace any that
-    `endpoint_params` carries, as golang/oauth2's `url.Values.Set` does.
-    """
-    form = [("grant_type", "client_credentials")]
-    if creds.scopes:
-        form.append(("scope", " ".join(creds.scopes)))
-    for name, values in creds.endpoint_params:
-        if style == "params" and name in ("client_id", "client_secret"):
-            continue
-        form.extend((name, value) for value in values)
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "Accept": "application/json",
-    }
-    if style == "header":
-        headers["Authorization"] = basic_credentials(auth.client_id, auth.client_secret)
-    else:
-        form.append(("client_id", auth.client_id))
-        form.append(("client_secret", auth.client_secret))
-    return headers, urlencode(form).encode("ascii")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -126,26 +74,40 @@ class TokenClient:
         """Learns every secret and token this client handles, to scrub them from text."""
         self.observer = observer
         """Sees every exchange, redacted: for showing them to an operator."""
-        self._clients: dict[str | None, httpx.AsyncClient] = {}
+        self._clients: dict[tuple[str | None, ClientCertificate | None], _Pool] = {}
         self._detected_styles: dict[tuple[str, str], str] = {}
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
+        for _, client in self._clients.values():
             await client.aclose()
         self._clients.clear()
 
-    def _client(self, ca_file: str | None) -> httpx.AsyncClient:
-        """One HTTP client (and connection pool) per trust store."""
-        if ca_file not in self._clients:
-            verify = ssl.create_default_context(cafile=ca_file) if ca_file else True
-            self._clients[ca_file] = httpx.AsyncClient(
-                trust_env=False,
-                follow_redirects=False,
-                verify=verify,
-                timeout=None,  # noqa: S113 - fetch() puts one deadline on the whole exchange
-                transport=self._transport,
-            )
-        return self._clients[ca_file]
+    async def _client(self, creds: Credentials) -> httpx.AsyncClient:
+        """One HTTP client (and connection pool) per trust store and client certificate.
+
+        A pool is made anew when the certificate or key file has changed.
+        """
+        key = (creds.ca_file, creds.client_certificate)
+        certificate = creds.client_certificate
+        version = certificate.version() if certificate else None
+        pool = self._clients.get(key)
+        if pool is not None and pool.version == version:
+            return pool.client
+        try:
+            context = tls_context(creds.ca_file, certificate)
+        except ValueError as e:
+            raise TokenError(f"cannot set up TLS to the token endpoint: {e}") from None
+        client = httpx.AsyncClient(
+            trust_env=False,
+            follow_redirects=False,
+            verify=context,
+            timeout=None,  # noqa: S113 - fetch() puts one deadline on the whole exchange
+            transport=self._transport,
+        )
+        self._clients[key] = _Pool(version, client)
+        if pool is not None:
+            await pool.client.aclose()
+        return client
 
     async def fetch(self, creds: Credentials) -> Token:
         """One token, within `timeout` seconds for the whole exchange."""
@@ -185,15 +147,17 @@ class TokenClient:
         return token
 
     async def _exchange(self, creds: Credentials, auth: ClientAuth, style: str) -> Token:
-        headers, body = token_request(creds, auth, style)
+        request = token_request(creds, auth, style)
+        self.redactor.add(*request.secrets)
         started = time.time()
         response: httpx.Response | None = None
         content = b""
         problem: str | None = "no answer before the deadline"
         try:
             try:
-                async with self._client(creds.ca_file).stream(
-                    "POST", creds.token_url, headers=headers, content=body
+                client = await self._client(creds)
+                async with client.stream(
+                    "POST", creds.token_url, headers=request.headers, content=request.body
                 ) as response:
                     content = await _read_at_most(response, MAX_RESPONSE_BYTES)
             except httpx.HTTPError as e:
@@ -209,13 +173,12 @@ class TokenClient:
             raise
         finally:
             if self.observer is not None:
-                self._report(creds, headers, body, started, response, content, problem)
+                self._report(creds, request, started, response, content, problem)
 
     def _report(
         self,
         creds: Credentials,
-        headers: dict[str, str],
-        body: bytes,
+        request: TokenRequest,
         started: float,
         response: httpx.Response | None,
         content: bytes,
@@ -226,8 +189,8 @@ class TokenClient:
         exchange = Exchange(
             method="POST",
             url=creds.token_url,
-            request_headers=redact_request_headers(headers),
-            request_body=redact_form(body),
+            request_headers=redact_request_headers(request.headers, self.redactor),
+            request_body=redact_request_body(request.headers["Content-Type"], request.body),
             started=started,
             ended=time.time(),
             error=problem,
@@ -293,3 +256,9 @@ async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
                 status=response.status_code,
             )
     return bytes(content)
+
+
+class _Pool(NamedTuple):
+    version: tuple[FileVersion, FileVersion] | None
+    """The client certificate files' versions the pool was made with."""
+    client: httpx.AsyncClient

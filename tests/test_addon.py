@@ -232,3 +232,29 @@ def test_a_cached_non_bearer_token_is_refused_clearly_every_time(rules_file):
         assert f.response.status_code == 502
         assert "'MAC' token, not a Bearer token" in json.loads(f.response.content)["message"]
     assert addon.refused["api"] == 2
+
+
+def test_a_custom_header_is_set_kept_and_redacted(tmp_path: Path):
+    path = tmp_path / "rules.yaml"
+    extra = (
+        "header_name: X-Api-Token",
+        "header_value: 'Token {access_token}'",
+        "client_authorization: keep",
+    )
+    path.write_text(RULES + "".join(f"    {line}\n" for line in extra))
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(path))
+        addon.cache._fetch = token_fetcher([])
+        plain, own = flow(), flow()
+        own.request.headers["X-Api-Token"] = "the client's"
+        run(addon, plain)
+        run(addon, own)
+        assert plain.request.headers["X-Api-Token"] == "Token tok"
+        assert plain.request.headers["Authorization"] == "Basic client-own"  # not ours to touch
+        assert own.request.headers["X-Api-Token"] == "the client's"
+        assert own.metadata["oauth"]["action"] == "kept"
+        plain.response = tutils.tresp()
+        addon.response(plain)
+    fingerprint = Secret("tok").fingerprint
+    assert plain.request.headers["X-Api-Token"] == f"Token [redacted sha256:{fingerprint}]"

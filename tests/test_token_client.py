@@ -1,88 +1,22 @@
-"""The token request (RFC 6749 §4.4) and golang/oauth2's auth-style detection."""
+"""Token exchanges over HTTP: golang/oauth2's auth-style detection, limits and errors."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
-from urllib.parse import parse_qs, quote_plus
+from urllib.parse import quote_plus
 
 import httpx
 import pytest
 
 from addon.errors import TokenError
+from addon.exchange import Exchange
 from addon.rules import Credentials
 from addon.secret import Secret, SecretFile
-from addon.token_client import (
-    ClientAuth,
-    TokenClient,
-    basic_credentials,
-    parse_retry_after,
-    token_request,
-)
-
-URL = "https://idp.example/token"
-
-
-def creds(**kw: object) -> Credentials:
-    values: dict[str, object] = {
-        "token_url": URL, "client_id": Secret("my client"), "client_secret": Secret("s&cr:t+/="),
-    } | kw  # fmt: skip
-    return Credentials(**values)  # type: ignore[arg-type]
-
-
-def request_of(c: Credentials, style: str) -> tuple[dict[str, str], bytes]:
-    return token_request(c, ClientAuth.of(c), style)
-
-
-def form_of(body: bytes) -> dict[str, list[str]]:
-    return parse_qs(body.decode(), keep_blank_values=True)
-
-
-def test_basic_credentials_are_form_encoded_first():
-    # RFC 6749 §2.3.1: form-urlencode id and secret, then Basic-encode the pair.
-    value = basic_credentials("my client", "s&cr:t+/=")
-    decoded = base64.b64decode(value.removeprefix("Basic ")).decode()
-    assert decoded == "my+client:s%26cr%3At%2B%2F%3D"
-
-
-def test_header_style_request():
-    headers, body = request_of(
-        creds(scopes=("read", "write"), endpoint_params=(("audience", ("a", "b")),)), "header"
-    )
-    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert headers["Accept"] == "application/json"
-    assert headers["Authorization"] == basic_credentials("my client", "s&cr:t+/=")
-    assert form_of(body) == {
-        "grant_type": ["client_credentials"],
-        "scope": ["read write"],
-        "audience": ["a", "b"],
-    }
-
-
-def test_params_style_request_puts_credentials_in_the_body():
-    headers, body = request_of(creds(), "params")
-    assert "Authorization" not in headers
-    assert form_of(body) == {
-        "grant_type": ["client_credentials"],
-        "client_id": ["my client"],
-        "client_secret": ["s&cr:t+/="],
-    }
-
-
-def test_params_style_replaces_credentials_from_endpoint_params():
-    auth0 = creds(endpoint_params=(("client_id", ("my client",)), ("client_secret", ("x",))))
-    _, body = request_of(auth0, "params")
-    assert form_of(body)["client_id"] == ["my client"]
-    assert form_of(body)["client_secret"] == ["s&cr:t+/="]
-    # In the header style they are sent as configured, as KrakenD does.
-    _, body = request_of(auth0, "header")
-    assert form_of(body)["client_secret"] == ["x"]
-
-
-def test_no_scope_parameter_when_scopes_are_empty():
-    _, body = request_of(creds(), "header")
-    assert "scope" not in form_of(body)
+from addon.token_client import TokenClient, parse_retry_after
+from tests.test_token_request import URL, creds, jwt_creds
 
 
 class FakeEndpoint:
@@ -271,3 +205,23 @@ def test_retry_after(value, expected):
 
 def test_retry_after_http_date_in_the_future():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412420) == 60
+
+
+def test_exchanges_shown_to_operators_carry_no_assertion_or_secret_header():
+    seen: list[Exchange] = []
+    c = dataclasses.replace(
+        jwt_creds("client_secret_jwt"), request_format="json",
+        token_headers=(("X-Api-Key", "sentinel-header-value"),),
+    )  # fmt: skip
+    endpoint = FakeEndpoint(ok)
+    client = TokenClient(
+        transport=httpx.MockTransport(endpoint), observer=lambda _, e: seen.append(e)
+    )
+    fetch(client, c)
+    ((request,), (exchange,)) = endpoint.requests, seen
+    assertion = json.loads(request.content)["client_assertion"]
+    shown = json.loads(exchange.request_body)
+    assert shown["client_assertion"] == "[redacted]"
+    assert shown["client_id"] == "my client"
+    assert ("X-Api-Key", "[redacted]") in exchange.request_headers
+    assert client.redactor.redact(f"x {assertion} y") == "x [redacted] y"

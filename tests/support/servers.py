@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -25,6 +26,8 @@ class Recorded:
     path: str
     headers: list[tuple[str, str]]
     body: bytes
+    client_cert: str | None = None
+    """The common name of the TLS client certificate, when the server asks for one."""
 
     def header(self, name: str) -> str | None:
         values = [v for k, v in self.headers if k.lower() == name.lower()]
@@ -63,7 +66,16 @@ class _Server(ThreadingHTTPServer):
 class RecordingServer:
     """A threaded HTTP/1.1 server that records every request and answers with `handler`."""
 
-    def __init__(self, handler: Handler, *, host: str = "127.0.0.1", tls: ServerCert | None = None):
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        host: str = "127.0.0.1",
+        tls: ServerCert | None = None,
+        client_ca: Path | None = None,
+    ):
+        """`client_ca`: ask for a client certificate (optional: a TLS peer may have none);
+        a certificate is then verified against this CA bundle."""
         self.handler = handler
         self.requests: list[Recorded] = []
         self._changed = threading.Condition()
@@ -78,8 +90,9 @@ class RecordingServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 recorded = Recorded(
-                    self.command, self.path, list(self.headers.items()), self.rfile.read(length)
-                )
+                    self.command, self.path, list(self.headers.items()), self.rfile.read(length),
+                    client_cert=_common_name(self.connection),
+                )  # fmt: skip
                 with server._changed:
                     server.requests.append(recorded)
                     server._changed.notify_all()
@@ -102,6 +115,9 @@ class RecordingServer:
         if tls is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(tls.cert_file, tls.key_file)
+            if client_ca is not None:
+                context.verify_mode = ssl.CERT_OPTIONAL
+                context.load_verify_locations(client_ca)
             self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
             self.scheme = "https"
         self.host = host
@@ -128,6 +144,15 @@ class RecordingServer:
             if not self._changed.wait_for(lambda: len(self.requests) >= count, timeout):
                 raise TimeoutError(f"saw {len(self.requests)} of {count} requests")
             return list(self.requests)
+
+
+def _common_name(connection: object) -> str | None:
+    peer = connection.getpeercert() if isinstance(connection, ssl.SSLSocket) else None
+    for rdn in (peer or {}).get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return value
+    return None
 
 
 def echo(request: Recorded) -> Reply:
