@@ -12,6 +12,11 @@ import os
 import ssl
 from dataclasses import dataclass
 
+import certifi
+
+FileVersion = tuple[int, int, int]
+"""A file's inode, size and modification time."""
+
 
 class CertificateError(ValueError):
     """A client certificate or key file that cannot be used; `path` is the culprit."""
@@ -34,10 +39,13 @@ class ClientCertificate:
 
 
 def tls_context(ca_file: str | None, certificate: ClientCertificate | None) -> ssl.SSLContext:
-    """A verifying client context; raises ValueError naming a file that is unusable
-    (CertificateError for the certificate and key)."""
+    """A verifying client context that trusts `ca_file`, or else certifi's bundle (as httpx).
+
+    Raises ValueError naming a file that is unusable (CertificateError for
+    the certificate and key).
+    """
     try:
-        context = ssl.create_default_context(cafile=ca_file)
+        context = ssl.create_default_context(cafile=ca_file or certifi.where())
     except (OSError, ssl.SSLError) as e:
         raise ValueError(
             f"{ca_file} is not a readable PEM CA bundle ({type(e).__name__})"
@@ -72,9 +80,6 @@ def _load_certificate(context: ssl.SSLContext, certificate: ClientCertificate) -
             "is not its PEM private key"
         )
         raise CertificateError(message, certificate.cert_file) from None
-
-
-FileVersion = tuple[int, int, int]
 
 
 def _version(path: str) -> FileVersion:
