@@ -46,6 +46,8 @@ def normalise_host(host: str) -> str:
 
 
 def is_ip_address(host: str) -> bool:
+    if ":" not in host and not host.replace(".", "").isdigit():  # as in normalise_host
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:
