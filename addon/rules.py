@@ -17,7 +17,7 @@ import re
 import ssl
 import string
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -246,14 +246,19 @@ def _parse_rules(text: str, *, file: str, environ: Mapping[str, str], base: Path
 
     rules: list[Rule] = []
     seen: set[str] = set()
+    credential_sets: dict[Credentials, Credentials] = {}
     for position, item in enumerate(items):
         reader = _RuleReader(item, file=file, position=position, environ=environ, base=base)
         rule, disabled = reader.rule()
         if rule.name in seen:
             raise reader.error("name", f"duplicate rule name '{rule.name}'")
         seen.add(rule.name)
-        if not disabled:
-            rules.append(rule)
+        if disabled:
+            continue
+        # Rules with equal credentials share one object: the token cache, probed on every
+        # request, then finds it by identity instead of comparing every field.
+        shared = credential_sets.setdefault(rule.credentials, rule.credentials)
+        rules.append(rule if shared is rule.credentials else replace(rule, credentials=shared))
     return rules
 
 

@@ -109,7 +109,8 @@ class TokenCache:
         for rule in rules:
             names.setdefault(rule.credentials, []).append(rule.name)
         self._rule_names = {creds: tuple(n) for creds, n in names.items()}
-        self._entries = {c: e for c, e in self._entries.items() if c in self._rule_names}
+        # Keyed by the new rules' own (equal) objects: a lookup by identity skips __eq__.
+        self._entries = {c: self._entries[c] for c in self._rule_names if c in self._entries}
 
     def cached(self, creds: Credentials) -> Token | None:
         """The usable token, without waiting; starts a background refresh when it is due."""

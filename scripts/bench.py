@@ -375,7 +375,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run, under a minute")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--only", choices=SECTIONS, action="append",
+                        help="run only this part (repeatable)")  # fmt: skip
     args = parser.parse_args()
+    only = set(args.only or SECTIONS)
     quick = args.quick
     work = Path(tempfile.mkdtemp(prefix="oauth-bench-"))
     cert = make_server_cert(work)
@@ -399,17 +402,19 @@ def main() -> int:
                 raise RuntimeError("benchmark servers did not start")
             time.sleep(0.05)
         ports = json.loads(ports_file.read_text())
-        results = {
-            "micro": micro(rounds=5 if quick else 15),
-            "side_by_side": side_by_side(work, cert.ca_file, ports,
-                                         rounds=3 if quick else 12, seconds=2 if quick else 5),
-            "token_load": token_load(work, cert.ca_file, ports,
-                                     [1, 10, 100] if quick else [1, 10, 100, 1000]),
-            "rollover": rollover(work, cert.ca_file, ports, seconds=5 if quick else 12,
-                                 lifetime=4),
-            "startup": startup(work, cert.ca_file, ports),
-            "memory": memory(work, cert.ca_file, ports, 3_000 if quick else 100_000),
+        parts = {
+            "micro": lambda: micro(rounds=5 if quick else 15),
+            "side_by_side": lambda: side_by_side(work, cert.ca_file, ports,
+                                                 rounds=3 if quick else 12,
+                                                 seconds=2 if quick else 5),
+            "token_load": lambda: token_load(work, cert.ca_file, ports,
+                                             [1, 10, 100] if quick else [1, 10, 100, 1000]),
+            "rollover": lambda: rollover(work, cert.ca_file, ports, seconds=5 if quick else 12,
+                                         lifetime=4),
+            "startup": lambda: startup(work, cert.ca_file, ports),
+            "memory": lambda: memory(work, cert.ca_file, ports, 3_000 if quick else 100_000),
         }  # fmt: skip
+        results = {name: run() for name, run in parts.items() if name in only}
     finally:
         servers.terminate()
         servers.wait(timeout=10)
@@ -417,7 +422,7 @@ def main() -> int:
     print(report(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    twin = results["side_by_side"]
+    twin = results.get("side_by_side", {})
     off = [s for s in twin if abs(twin[s]["twin"]["efficiency_vs_plain"] - 1) > 0.02]
     if off:
         print(f"\nREJECTED: the twin differs from plain by more than 2 % ({', '.join(off)}): "
@@ -427,14 +432,27 @@ def main() -> int:
 
 
 def report(r: dict) -> str:
+    """The table, for the parts that ran."""
+    lines: list[str] = []
+    for name, part in REPORTS.items():
+        if name in r:
+            lines += part(r[name])
+    return "\n".join(lines)
+
+
+def report_micro(micro: dict) -> list[str]:
     lines = ["1. Hook cost, in-process through mitmproxy's addon manager (median µs per request)"]
-    for label, m in r["micro"].items():
+    for label, m in micro.items():
         lines.append(f"   {label:<12} trivial {m['trivial_us']:5.1f}  ours {m['ours_us']:5.1f}  "
                      f"ratio {m['ratio']:.2f}")  # fmt: skip
-    lines.append("2. End to end, side by side on one core (median over rounds; spread min-max)")
+    return lines
+
+
+def report_side_by_side(side_by_side: dict) -> list[str]:
+    lines = ["2. End to end, side by side on one core (median over rounds; spread min-max)"]
     lines.append(f"   {'':<18}{'req/s':>7} {'CPU µs/req':>11} {'throughput':>11} {'spread':>13} "
                  f"{'efficiency':>11} {'spread':>13}")  # fmt: skip
-    for scheme, variants in r["side_by_side"].items():
+    for scheme, variants in side_by_side.items():
         lines.append(f"   {scheme.upper()}")
         for name, v in variants.items():
             lines.append(
@@ -442,26 +460,53 @@ def report(r: dict) -> str:
                 f"{v['throughput_vs_plain']:11.3f} {spread(v['throughput_spread']):>13} "
                 f"{v['efficiency_vs_plain']:11.3f} {spread(v['efficiency_spread']):>13}"
             )
-    lines.append("3. Token endpoint: N concurrent cold-start requests → token fetches")
-    for n, t in r["token_load"].items():
+    return lines
+
+
+def report_token_load(token_load: dict) -> list[str]:
+    lines = ["3. Token endpoint: N concurrent cold-start requests → token fetches"]
+    for n, t in token_load.items():
         lines.append(f"   N={n:<5} ok {t['ok']:<5} fetches {t['fetches']}")
-    lines.append("   Rollover with a token endpoint that takes 1 s (tokens live 4 s)")
-    for label, t in r["rollover"].items():
+    return lines
+
+
+def report_rollover(rollover: dict) -> list[str]:
+    lines = ["   Rollover with a token endpoint that takes 1 s (tokens live 4 s)"]
+    for label, t in rollover.items():
         lines.append(f"   {label:<22} p50 {t['p50_ms']:6.1f} ms  p99 {t['p99_ms']:6.1f} ms  "
                      f"max {t['max_ms']:6.1f} ms  waited >0.5 s: {t['waited_over_500_ms']:<3} "
                      f"fetches {t['fetches']} in {t['seconds']} s")  # fmt: skip
-    s = r["startup"]
-    lines.append(f"4. Loading 10,000 rules: {s['load_10k_rules_s'] * 1000:.0f} ms; mitmdump start "
-                 f"{s['mitmdump_start_1_rule_s']:.2f} s (1 rule), "
-                 f"{s['mitmdump_start_10k_rules_s']:.2f} s (10k rules)")  # fmt: skip
-    lines.append(f"   Reload of 10k rules under traffic: max latency "
-                 f"{s['max_latency_before_reload_ms']:.0f} ms before, "
-                 f"{s['max_latency_during_reload_ms']:.0f} ms during")  # fmt: skip
-    m = r["memory"]
-    lines.append(f"5. Memory: RSS {m['rss_kib'][0][1] / 1024:.1f} MiB after {m['rss_kib'][0][0]} "
-                 f"requests, {m['rss_kib'][-1][1] / 1024:.1f} MiB after {m['requests']} "
-                 f"(growth {m['growth_kib']} KiB)")  # fmt: skip
-    return "\n".join(lines)
+    return lines
+
+
+def report_startup(s: dict) -> list[str]:
+    return [
+        f"4. Loading 10,000 rules: {s['load_10k_rules_s'] * 1000:.0f} ms; mitmdump start "
+        f"{s['mitmdump_start_1_rule_s']:.2f} s (1 rule), "
+        f"{s['mitmdump_start_10k_rules_s']:.2f} s (10k rules)",
+        f"   Reload of 10k rules under traffic: max latency "
+        f"{s['max_latency_before_reload_ms']:.0f} ms before, "
+        f"{s['max_latency_during_reload_ms']:.0f} ms during",
+    ]
+
+
+def report_memory(m: dict) -> list[str]:
+    return [
+        f"5. Memory: RSS {m['rss_kib'][0][1] / 1024:.1f} MiB after {m['rss_kib'][0][0]} "
+        f"requests, {m['rss_kib'][-1][1] / 1024:.1f} MiB after {m['requests']} "
+        f"(growth {m['growth_kib']} KiB)"
+    ]
+
+
+REPORTS = {
+    "micro": report_micro,
+    "side_by_side": report_side_by_side,
+    "token_load": report_token_load,
+    "rollover": report_rollover,
+    "startup": report_startup,
+    "memory": report_memory,
+}
+SECTIONS = tuple(REPORTS)
 
 
 if __name__ == "__main__":
