@@ -273,9 +273,10 @@ class ClientCredentials:
         except TokenError as e:  # a cached token is checked on every use, not just the first
             self.refuse_for(flow, rule, e)
             return
-        flow.request.headers[rule.header_name] = value
-        if rule.accept is not None:
-            flow.request.headers["Accept"] = rule.accept
+        if rule.accept is None:
+            set_headers(flow.request.headers, ((rule.header_name, value),))
+        else:
+            set_headers(flow.request.headers, ((rule.header_name, value), ("Accept", rule.accept)))
         self.injections[flow] = Injection(rule, token)
         self.injected[rule.name] += 1
         fingerprint = token.access_token.fingerprint
@@ -381,7 +382,7 @@ class ClientCredentials:
         given = self.injections.get(flow)
         if given is not None and ctx.options.oauth_redact_flows:
             redacted = injection.redacted_header_value(given.rule, given.token)
-            flow.request.headers[given.rule.header_name] = redacted
+            set_headers(flow.request.headers, ((given.rule.header_name, redacted),))
 
 
 def destination(flow: http.HTTPFlow) -> Destination:
@@ -391,7 +392,8 @@ def destination(flow: http.HTTPFlow) -> Destination:
     request is ambiguous (`AmbiguousRequest`).
     """
     request = flow.request
-    names = request.headers.get_all("Host")
+    names = [value.decode("utf-8", "surrogateescape")
+             for name, value in request.headers.fields if name.lower() == b"host"]  # fmt: skip
     if request.authority and (request.is_http2 or request.is_http3):
         # In HTTP/1 the authority is the request line's, which the destination came from.
         names.append(request.authority)
@@ -401,6 +403,18 @@ def destination(flow: http.HTTPFlow) -> Destination:
         request.scheme, request.host, request.port, request.path, request.method,
         other_names=names,
     )  # fmt: skip
+
+
+def set_headers(headers: http.Headers, values: tuple[tuple[str, str], ...]) -> None:
+    """Replace these headers, every occurrence, in one pass over the header list.
+
+    Runs for every request: mitmproxy's `headers[name] = value` makes a pass per
+    header and converts every name on the way (twice as slow for two headers).
+    """
+    names = {name.lower().encode() for name, _ in values}
+    headers.fields = tuple(f for f in headers.fields if f[0].lower() not in names) + tuple(
+        (name.encode(), value.encode("utf-8", "surrogateescape")) for name, value in values
+    )
 
 
 def read_rules(path: str) -> RuleIndex:
