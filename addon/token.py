@@ -26,9 +26,10 @@ MAX_ERROR_FIELD = 500
 
 _KNOWN_TOKEN_TYPES = {"bearer": "Bearer", "mac": "MAC", "basic": "Basic"}
 _FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain")
-# RFC 9110 token characters for the scheme; visible ASCII for the credentials.
-_SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An RFC 9110 token: what authentication schemes, header names and methods are made of."""
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+"""Visible ASCII: what a token's credentials may contain."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def normalise_token_type(value: object, status: int | None = None) -> str:
     """`bearer` → `Bearer` (likewise MAC, Basic), missing or empty → `Bearer`, others kept."""
     if value is None or value == "":
         return "Bearer"
-    if not isinstance(value, str) or not _SCHEME.fullmatch(value):
+    if not isinstance(value, str) or not HTTP_TOKEN.fullmatch(value):
         raise TokenError("token_type is not a valid authentication scheme", status=status)
     return _KNOWN_TOKEN_TYPES.get(value.lower(), value)
 
