@@ -75,18 +75,25 @@ class TokenClient:
         self.observer = observer
         """Sees every exchange, redacted: for showing them to an operator."""
         self._clients: dict[tuple[str | None, ClientCertificate | None], _Pool] = {}
+        self._retired: list[tuple[float, httpx.AsyncClient]] = []
+        """Pools replaced by a renewed certificate, with when: exchanges may still use them."""
         self._detected_styles: dict[tuple[str, str], str] = {}
 
     async def aclose(self) -> None:
-        for _, client in self._clients.values():
+        for client in [p.client for p in self._clients.values()] + [c for _, c in self._retired]:
             await client.aclose()
         self._clients.clear()
+        self._retired.clear()
 
     async def _client(self, creds: Credentials) -> httpx.AsyncClient:
         """One HTTP client (and connection pool) per trust store and client certificate.
 
-        A pool is made anew when the certificate or key file has changed.
+        A pool is made anew when the certificate or key file has changed; the
+        old one is closed once no exchange can still be using it (after `timeout`).
         """
+        now = time.monotonic()
+        while self._retired and now - self._retired[0][0] > self.timeout:
+            await self._retired.pop(0)[1].aclose()
         key = (creds.ca_file, creds.client_certificate)
         certificate = creds.client_certificate
         version = certificate.version() if certificate else None
@@ -106,7 +113,7 @@ class TokenClient:
         )
         self._clients[key] = _Pool(version, client)
         if pool is not None:
-            await pool.client.aclose()
+            self._retired.append((now, pool.client))
         return client
 
     async def fetch(self, creds: Credentials) -> Token:

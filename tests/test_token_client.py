@@ -6,16 +6,21 @@ import asyncio
 import base64
 import dataclasses
 import json
+import os
+import threading
 from urllib.parse import quote_plus
 
 import httpx
 import pytest
 
+from addon.client_tls import ClientCertificate
 from addon.errors import TokenError
 from addon.exchange import Exchange
 from addon.rules import Credentials
 from addon.secret import Secret, SecretFile
 from addon.token_client import TokenClient, parse_retry_after
+from tests.support.certs import CertificateAuthority, make_client_cert
+from tests.support.servers import Recorded, RecordingServer, Reply
 from tests.test_token_request import URL, creds, jwt_creds
 
 
@@ -225,3 +230,37 @@ def test_exchanges_shown_to_operators_carry_no_assertion_or_secret_header():
     assert shown["client_id"] == "my client"
     assert ("X-Api-Key", "[redacted]") in exchange.request_headers
     assert client.redactor.redact(f"x {assertion} y") == "x [redacted] y"
+
+
+def test_a_renewed_certificate_does_not_cut_off_an_exchange_in_flight(tmp_path, server_cert):
+    ca = CertificateAuthority("client CA")
+    current = make_client_cert(tmp_path, "client-a", ca)
+    renewed = make_client_cert(tmp_path, "client-b", ca)
+    release = threading.Event()
+
+    def answer(request: Recorded) -> Reply:
+        if b"slow" in request.body:
+            release.wait(timeout=10)
+        return Reply(body={"access_token": f"tok-{request.client_cert}", "expires_in": 60})
+
+    async def scenario(endpoint: RecordingServer) -> list[str]:
+        certificate = ClientCertificate(str(current.cert_file), str(current.key_file))
+        slow, fast = (
+            creds(token_url=f"{endpoint.origin}/token", ca_file=str(server_cert.ca_file),
+                  client_certificate=certificate, scopes=(scope,))
+            for scope in ("slow", "fast")
+        )  # fmt: skip
+        client = TokenClient()
+        first = asyncio.create_task(client.fetch(slow))
+        await asyncio.to_thread(endpoint.wait_for_requests, 1)  # in flight on the first pool
+        for suffix in (".pem", ".key"):
+            os.replace(renewed.cert_file.with_suffix(suffix), current.cert_file.with_suffix(suffix))
+        second = await client.fetch(fast)  # a new pool, for the renewed certificate
+        release.set()
+        tokens = [(await first).access_token.reveal(), second.access_token.reveal()]
+        await client.aclose()
+        return tokens
+
+    client_ca = ca.write(tmp_path / "client-ca.pem")
+    with RecordingServer(answer, tls=server_cert, client_ca=client_ca) as endpoint:
+        assert asyncio.run(scenario(endpoint)) == ["tok-client-a", "tok-client-b"]
