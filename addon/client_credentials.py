@@ -90,6 +90,7 @@ class ClientCredentials:
         self.injections: weakref.WeakKeyDictionary[http.HTTPFlow, Injection] = (
             weakref.WeakKeyDictionary()
         )
+        self.redact_flows = True
         self._rules_state: tuple[int, int, int] | None = None
         self._watcher: asyncio.Task[None] | None = None
 
@@ -147,6 +148,7 @@ class ClientCredentials:
         self.cache.refresh_ahead = ctx.options.oauth_refresh_ahead / 100
         self.cache.backoff = Backoff(maximum=ctx.options.oauth_backoff_max)
         self.client.timeout = ctx.options.oauth_token_timeout
+        self.redact_flows = ctx.options.oauth_redact_flows  # read per response: kept at hand
         if "oauth_log_json" in updated:
             if self.events is not None:
                 self.events.close()
@@ -380,7 +382,7 @@ class ClientCredentials:
     def redact(self, flow: http.HTTPFlow) -> None:
         """Leave a fingerprint where the token was, once it has been sent."""
         given = self.injections.get(flow)
-        if given is not None and ctx.options.oauth_redact_flows:
+        if given is not None and self.redact_flows:
             redacted = injection.redacted_header_value(given.rule, given.token)
             set_headers(flow.request.headers, ((given.rule.header_name, redacted),))
 

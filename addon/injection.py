@@ -41,4 +41,6 @@ def redacted_header_value(rule: Rule, token: Token) -> str:
     """What flows keep once the request has been sent: the token's fingerprint in its place."""
     scheme = rule.token_type or token.token_type
     redacted = f"[redacted sha256:{token.access_token.fingerprint}]"
+    if rule.header_value == DEFAULT_HEADER_VALUE:
+        return f"{scheme} {redacted}"
     return rule.header_value.format(token_type=scheme, access_token=redacted)
