@@ -212,9 +212,15 @@ def _collector_paused() -> Iterator[None]:
 
     Reading builds a dozen container objects per rule; without the pause the
     collector scans the whole heap (mitmproxy's included) again and again:
-    10,000 rules loaded in 2.2 s instead of 1.0 s, and because each scan holds
+    10,000 rules loaded in 2.2 s instead of 0.7 s, and because each scan holds
     the GIL, a reload in its thread stalled the proxy's traffic for up to
-    0.5 s instead of 30 ms. Reference counting still frees what is not cyclic.
+    0.5 s. Reference counting still frees what is not cyclic.
+
+    Afterwards, what was made meanwhile goes straight to the oldest generation
+    (freeze, then unfreeze) instead of being scanned young, generation after
+    generation, on the event loop: a reload's worst request delay went from
+    a median of 160 ms to 46 ms. Skipped when something else has frozen objects,
+    which unfreezing would release (Python 3.12 itself freezes some at start-up).
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -222,6 +228,9 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 

@@ -391,3 +391,30 @@ def test_json_rules_files_read_like_yaml():
     assert parse("{rules: []}") == []  # YAML flow style that is not JSON
     with pytest.raises(RulesError, match="not valid YAML at line 1"):
         parse('{"rules": [}')
+
+
+def test_reading_rules_leaves_the_garbage_collector_as_it_was():
+    import gc
+
+    assert gc.isenabled()
+    before = gc.get_freeze_count()  # Python 3.12 starts with some objects frozen
+    parse(MINIMAL)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == before
+    gc.disable()
+    try:
+        parse(MINIMAL)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    if before == 0:  # frozen by someone else: must stay frozen
+        gc.freeze()
+        try:
+            frozen = gc.get_freeze_count()
+            parse(MINIMAL)
+            assert gc.get_freeze_count() == frozen
+        finally:
+            gc.unfreeze()
+    with pytest.raises(RulesError):
+        parse("rules: [")
+    assert gc.isenabled()
