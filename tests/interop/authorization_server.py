@@ -83,15 +83,30 @@ class AuthorizationServer:
             raise RuntimeError(f"the authorization server exited:\n{self.stderr}")
         return self
 
-    def wait_for_events(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        with self._changed:
-            if not self._changed.wait_for(lambda: len(self.events) >= count, timeout):
-                raise TimeoutError(f"saw {len(self.events)} of {count} events: {self.events}")
-            return list(self.events)
+    def next_event(
+        self, client: str, event: str, after: int, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """The first `event` for `client` among the events from index `after` on.
 
-    def events_of(self, client: str) -> list[dict[str, Any]]:
+        The provider reports an outcome on its output as it answers, so the
+        report may arrive a moment after the answer: it is waited for.
+        """
+
+        def found() -> dict[str, Any] | None:
+            return next((e for e in self.events[after:]
+                         if e["client"] == client and e["event"] == event), None)  # fmt: skip
+
         with self._changed:
-            return [e for e in self.events if e["client"] == client]
+            if not self._changed.wait_for(found, timeout):
+                raise TimeoutError(f"no {event} for {client} after event {after}: {self.events}")
+            result = found()
+            assert result is not None
+            return result
+
+    @property
+    def event_count(self) -> int:
+        with self._changed:
+            return len(self.events)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
