@@ -52,9 +52,10 @@ def check_secret_length(algorithm: str, secret: str) -> None:
     """Raise ValueError when `secret` is too short to be an HMAC key for `algorithm`."""
     needed = HMAC_ALGORITHMS[algorithm]
     if len(secret.encode()) < needed:
+        fallback = " or HS256" if algorithm != "HS256" else ""
         raise ValueError(
             f"the client secret is shorter than the {needed} bytes {algorithm} needs "
-            "(RFC 7518 §3.2); choose a longer secret or HS256"
+            f"(RFC 7518 §3.2); choose a longer secret{fallback}"
         )
 
 
