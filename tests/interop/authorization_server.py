@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import processes
+
 HERE = Path(__file__).parent
 NODE_MODULES = HERE / "node_modules"
 STAMP = NODE_MODULES / ".installed-lockfile-sha256"
@@ -109,13 +111,7 @@ class AuthorizationServer:
             return len(self.events)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        processes.stop(self.process)
 
     def __enter__(self) -> AuthorizationServer:
         return self.start()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import processes
+
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon" / "client_credentials.py"
 # If the token client honoured proxy variables, it would hit this dead port and fail.
@@ -138,14 +140,7 @@ class Mitmdump:
             return found()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        processes.stop(self.process)
 
     def __enter__(self) -> Mitmdump:
         return self.start()
