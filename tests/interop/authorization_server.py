@@ -7,6 +7,7 @@ changes); nothing else is downloaded.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
@@ -25,19 +26,28 @@ STAMP = NODE_MODULES / ".installed-lockfile-sha256"
 
 
 def install() -> None:
-    """Make sure the pinned provider is installed; skip the caller's tests without Node.js."""
+    """Make sure the pinned provider is installed; skip the caller's tests without Node.js.
+
+    Test processes running side by side take turns (a lock file): `npm ci`
+    starts by deleting node_modules, which would pull it from under another.
+    """
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("Node.js (node and npm) is not installed: the interop tests need it")
     wanted = hashlib.sha256((HERE / "package-lock.json").read_bytes()).hexdigest()
-    if STAMP.is_file() and STAMP.read_text() == wanted:
-        return
+    with open(HERE / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (STAMP.is_file() and STAMP.read_text() == wanted):
+            _npm_ci()
+            STAMP.write_text(wanted)
+
+
+def _npm_ci() -> None:
     result = subprocess.run(
         ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
         cwd=HERE, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"npm ci failed in {HERE}:\n{result.stdout}{result.stderr}")
-    STAMP.write_text(wanted)
 
 
 class AuthorizationServer:

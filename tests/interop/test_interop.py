@@ -39,9 +39,6 @@ from tests.support.certs import (
 from tests.support.proxy import Mitmdump
 from tests.support.servers import Recorded, RecordingServer, Reply, echo
 
-pytestmark = pytest.mark.xdist_group("interop")
-"""One worker runs them all: they share one provider and one mitmdump."""
-
 API = "urn:interop:api"
 """The audience the provider puts in every access token (see server.mjs)."""
 
