@@ -30,10 +30,12 @@ def explain_url(index: RuleIndex, url: str, method: str = "GET") -> str:
     lines = [f"{dest.method} {url} → {verdict}"]
     width = max((len(r.name) for r in index.rules), default=0)
     for rule in index.rules:
-        reason = why_not(rule, dest)
+        mismatch = why_not(rule, dest)
         if rule is winner:
             reason = "matches: its token is sent"
-        elif reason is None:
+        elif mismatch is None:
             reason = f"matches too, but rule {winner.name if winner else '?'} is more specific"
+        else:
+            reason = str(mismatch)
         lines.append(f"  {rule.name:<{width}}  {reason}")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from addon.hosts import normalise_host
@@ -176,34 +176,49 @@ class RuleIndex:
         return None
 
 
-def why_not(rule: Rule, dest: Destination) -> str | None:
+class Mismatch:
+    """Why a rule does not apply. The message is only built when someone reads it:
+    the index, asking on every request, only needs to know that there is one."""
+
+    __slots__ = ("_message",)
+
+    def __init__(self, message: Callable[[], str]) -> None:
+        self._message = message
+
+    def __str__(self) -> str:
+        return self._message()
+
+
+def why_not(rule: Rule, dest: Destination) -> Mismatch | None:
     """Why `rule` does not apply to `dest`, or None if it does (it may still lose to another).
 
     The one statement of what a match is: the index and `oauth.explain` both ask it.
     """
     m = rule.match
     if dest.method in NEVER_INJECTED:
-        return f"{dest.method} requests never get a token"
+        return Mismatch(lambda: f"{dest.method} requests never get a token")
     if m.is_wildcard:
         label, _, parent = dest.host.partition(".")
         if not label or parent != m.host[2:]:
-            return f"host {dest.host} is not one label under {m.host[2:]}"
+            return Mismatch(lambda: f"host {dest.host} is not one label under {m.host[2:]}")
     elif dest.host != m.host:
-        return f"host {dest.host} is not {m.host}"
+        return Mismatch(lambda: f"host {dest.host} is not {m.host}")
     if dest.scheme not in m.schemes:
-        return f"scheme {dest.scheme} is not {' or '.join(sorted(m.schemes))}"
+        return Mismatch(lambda: f"scheme {dest.scheme} is not {' or '.join(sorted(m.schemes))}")
     if m.port is not None and dest.port != m.port:
-        return f"port {dest.port} is not {m.port}"
+        return Mismatch(lambda: f"port {dest.port} is not {m.port}")
     if m.path != "/":
         if dest.path is None:
-            return (
-                "the path could be read in more than one way (dot segments, //, ;, "
-                "encoded / \\ ;): only rules for a whole host apply"
+            return Mismatch(
+                lambda: (
+                    "the path could be read in more than one way (dot segments, //, ;, "
+                    "encoded / \\ ;): only rules for a whole host apply"
+                )
             )
         if not path_has_prefix(dest.path, m.path):
-            return f"path {dest.path} is not under {m.path}"
+            return Mismatch(lambda: f"path {dest.path} is not under {m.path}")
     if m.methods is not None and dest.method not in m.methods:
-        return f"method {dest.method} is not {', '.join(sorted(m.methods))}"
+        return Mismatch(lambda: f"method {dest.method} is not {', '.join(sorted(m.methods))}")
     return None
 
 
