@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import weakref
 from collections import Counter
 from collections.abc import Awaitable
@@ -26,6 +25,7 @@ from addon.errors import RulesError, TokenError
 from addon.events import EventLog
 from addon.exchange import Exchange
 from addon.explain import explain_url
+from addon.file_version import FileVersion, file_version
 from addon.matching import AmbiguousRequest, Destination, RuleIndex
 from addon.redaction import Redactor
 from addon.replay import Replayer, can_replay
@@ -91,7 +91,7 @@ class ClientCredentials:
             weakref.WeakKeyDictionary()
         )
         self.redact_flows = True
-        self._rules_state: tuple[int, int, int] | None = None
+        self._rules_state: FileVersion | None = None
         self._watcher: asyncio.Task[None] | None = None
 
     def load(self, loader: Loader) -> None:
@@ -185,9 +185,9 @@ class ClientCredentials:
     def load_rules(self) -> None:
         """Read the rules file and swap the new rules in at once; raises RulesError."""
         path = ctx.options.oauth_rules
-        self.use_rules(path, _file_state(path), read_rules(path))
+        self.use_rules(path, file_version(path), read_rules(path))
 
-    def use_rules(self, path: str, state: tuple[int, int, int] | None, index: RuleIndex) -> None:
+    def use_rules(self, path: str, state: FileVersion | None, index: RuleIndex) -> None:
         self.rules = index
         self.cache.use(index.rules)
         self._rules_state = state
@@ -203,7 +203,7 @@ class ClientCredentials:
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
             path = ctx.options.oauth_rules
-            state = _file_state(path)
+            state = file_version(path)
             if not ctx.options.oauth_reload or state == self._rules_state:
                 continue
             try:
@@ -486,15 +486,6 @@ def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
 
 def _is_mitmdump() -> bool:
     return type(ctx.master).__name__ == "DumpMaster"
-
-
-def _file_state(path: str) -> tuple[int, int, int] | None:
-    """What changes when a file is edited or replaced: modification time, size, inode."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 addons = [ClientCredentials()]

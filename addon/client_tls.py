@@ -8,14 +8,12 @@ whenever they change, so a renewed certificate is picked up without a restart.
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass
 
 import certifi
 
-FileVersion = tuple[int, int, int]
-"""A file's inode, size and modification time."""
+from addon.file_version import FileVersion, file_version
 
 
 class CertificateError(ValueError):
@@ -33,9 +31,9 @@ class ClientCertificate:
     cert_file: str
     key_file: str
 
-    def version(self) -> tuple[FileVersion, FileVersion]:
+    def version(self) -> tuple[FileVersion | None, FileVersion | None]:
         """Changes when either file is replaced: the moment to build a new pool."""
-        return _version(self.cert_file), _version(self.key_file)
+        return file_version(self.cert_file), file_version(self.key_file)
 
 
 def tls_context(ca_file: str | None, certificate: ClientCertificate | None) -> ssl.SSLContext:
@@ -80,13 +78,3 @@ def _load_certificate(context: ssl.SSLContext, certificate: ClientCertificate) -
             "is not its PEM private key"
         )
         raise CertificateError(message, certificate.cert_file) from None
-
-
-def _version(path: str) -> FileVersion:
-    """Inode, size and time: a file renamed over another changes the first even within one
-    clock tick."""
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return (-1, -1, -1)
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns

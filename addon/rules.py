@@ -14,7 +14,6 @@ import gc
 import json
 import os
 import re
-import ssl
 import string
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -632,15 +631,13 @@ class _RuleReader:
     def ca_file(self) -> str | None:
         if self.item.get("ca_file") is None:
             return None
-        path = self.path_field("ca_file")
+        path = str(self.path_field("ca_file"))
         try:
             if self.check_files:
-                ssl.create_default_context(cafile=path)
-        except (OSError, ssl.SSLError) as e:
-            raise self.error(
-                "ca_file", f"not a readable PEM CA bundle ({type(e).__name__})"
-            ) from None
-        return str(path)
+                tls_context(path, None)
+        except ValueError as e:
+            raise self.error("ca_file", str(e)) from None
+        return path
 
     def seconds(self, field: str, default: int, maximum: int) -> int:
         value = self.item.get(field, default)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from addon.client_tls import ClientCertificate, FileVersion, tls_context
+from addon.client_tls import ClientCertificate, tls_context
 from addon.errors import TokenError
 from addon.exchange import (
     Exchange,
@@ -21,6 +21,7 @@ from addon.exchange import (
     redact_request_headers,
     redact_token_response,
 )
+from addon.file_version import FileVersion
 from addon.redaction import Redactor
 from addon.rules import Credentials
 from addon.token import Token, parse_token_response
@@ -266,6 +267,6 @@ async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
 
 
 class _Pool(NamedTuple):
-    version: tuple[FileVersion, FileVersion] | None
+    version: tuple[FileVersion | None, FileVersion | None] | None
     """The client certificate files' versions the pool was made with."""
     client: httpx.AsyncClient
