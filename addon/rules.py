@@ -18,7 +18,7 @@ import string
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -97,6 +97,8 @@ RESERVED_TOKEN_HEADERS = frozenset(
 )
 # Headers that the injected token may not be put in: they frame the request or name its target.
 RESERVED_INJECTED_HEADERS = RESERVED_TOKEN_HEADERS | {"accept", "cookie", "proxy-authorization"}
+
+T = TypeVar("T")
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader where PyYAML has it: 20 times faster on large files."""
@@ -282,6 +284,16 @@ def _parse(text: str) -> Any:
         except ValueError:
             pass  # YAML flow style looks alike; the YAML parser decides
     return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared(values: frozenset[T]) -> frozenset[T]:
+    """One object for equal sets of schemes, methods or statuses.
+
+    Thousands of rules repeat a handful of them; every object a rule keeps is
+    one more for the garbage collector to scan, for as long as the rules live.
+    """
+    return values
 
 
 @functools.lru_cache(maxsize=256)
@@ -577,7 +589,7 @@ class _RuleReader:
         schemes = {self.string("match.scheme", v).lower() for v in values}
         if not schemes or not schemes <= set(SCHEMES):
             raise self.error("match.scheme", "must be https, http, or a list of both")
-        return frozenset(schemes)
+        return _shared(frozenset(schemes))
 
     def port(self, value: object) -> int | None:
         if value is None:
@@ -602,7 +614,7 @@ class _RuleReader:
         methods = {self.string("match.methods", v).upper() for v in values}
         if not methods or not all(HTTP_TOKEN.fullmatch(m) for m in methods):
             raise self.error("match.methods", "must be a list of HTTP methods")
-        return frozenset(methods)
+        return _shared(frozenset(methods))
 
     def token_url(self, value: object) -> str:
         """An https URL; http only for loopback or with `allow_insecure_token_url`."""
@@ -657,7 +669,7 @@ class _RuleReader:
             isinstance(v, int) and not isinstance(v, bool) and 400 <= v <= 599 for v in value
         ):
             raise self.error(field, "must be a list of HTTP statuses from 400 to 599")
-        return frozenset(value)
+        return _shared(frozenset(value))
 
     def scopes(self, value: object) -> tuple[str, ...]:
         """KrakenD's comma string or a YAML list; items trimmed, empties and repeats dropped."""
