@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import ssl
 import time
 
 import httpx
 from mitmproxy import http
+
+from addon.client_tls import tls_context
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 """RFC 9110 §9.2.2: sending these twice has the effect of sending them once."""
@@ -44,9 +45,7 @@ class Replayer:
     def _client(self, verify: bool, ca_file: str | None) -> httpx.AsyncClient:
         key = (verify, ca_file)
         if key not in self._clients:
-            context: ssl.SSLContext | bool = False
-            if verify:
-                context = ssl.create_default_context(cafile=ca_file) if ca_file else True
+            context = tls_context(ca_file, None) if verify else False
             self._clients[key] = httpx.AsyncClient(
                 trust_env=False, follow_redirects=False, verify=context, timeout=30
             )
