@@ -7,12 +7,13 @@ this file maps mitmproxy options onto them and flows onto destinations.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import time
 import weakref
 from collections import Counter
 from collections.abc import Awaitable
-from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import mitmproxy.flow
@@ -26,6 +27,7 @@ from addon.events import EventLog
 from addon.exchange import Exchange
 from addon.explain import explain_url
 from addon.file_version import FileVersion, file_version
+from addon.injection import Injection, replace_fields
 from addon.matching import AmbiguousRequest, Destination, RuleIndex
 from addon.redaction import Redactor
 from addon.replay import Replayer, can_replay
@@ -64,17 +66,6 @@ _MINIMUMS = {
 }
 
 
-class Injection(NamedTuple):
-    """What a flow was given, so the response can be judged against it.
-
-    (Not a dataclass: mitmproxy runs this file as a script, outside sys.modules,
-    where dataclasses cannot resolve their annotations.)
-    """
-
-    rule: Rule
-    token: Token
-
-
 class ClientCredentials:
     def __init__(self) -> None:
         self.rules: RuleIndex | None = None
@@ -90,6 +81,9 @@ class ClientCredentials:
         self.injections: weakref.WeakKeyDictionary[http.HTTPFlow, Injection] = (
             weakref.WeakKeyDictionary()
         )
+        """What each flow in flight was given, so that its response can be judged."""
+        self.current: dict[str, Injection] = {}
+        """Each rule's injection for its current token, by rule name: shared by its requests."""
         self.redact_flows = True
         self._rules_state: FileVersion | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -190,6 +184,7 @@ class ClientCredentials:
     def use_rules(self, path: str, state: FileVersion | None, index: RuleIndex) -> None:
         self.rules = index
         self.cache.use(index.rules)
+        self.current = {}
         self._rules_state = state
         log.info("%d rule(s) loaded from %s", len(index), path)
         self.record({"event": "reload", "file": path, "rules": [r.name for r in index.rules]})
@@ -270,26 +265,24 @@ class ClientCredentials:
 
     def apply(self, flow: http.HTTPFlow, rule: Rule, token: Token) -> None:
         """Put the token on the request, or refuse the request if the token may not be sent."""
-        try:
-            value = injection.header_value(rule, token)
-        except TokenError as e:  # a cached token is checked on every use, not just the first
-            self.refuse_for(flow, rule, e)
-            return
-        if rule.accept is None:
-            set_headers(flow.request.headers, ((rule.header_name, value),))
-        else:
-            set_headers(flow.request.headers, ((rule.header_name, value), ("Accept", rule.accept)))
-        self.injections[flow] = Injection(rule, token)
+        given = self.current.get(rule.name)
+        if given is None or given.token is not token or given.rule is not rule:
+            try:
+                given = self.current[rule.name] = self.injection(rule, token)
+            except TokenError as e:  # not kept: checked again at every use
+                self.refuse_for(flow, rule, e)
+                return
+        headers = flow.request.headers
+        headers.fields = replace_fields(headers.fields, given.replaced, given.fields)
+        self.injections[flow] = given
         self.injected[rule.name] += 1
-        fingerprint = token.access_token.fingerprint
+        flow.metadata[METADATA] = dict(given.metadata)
+        flow.comment = f"oauth: {given.comment}"
+
+    def injection(self, rule: Rule, token: Token) -> Injection:
+        """What `rule`'s requests get with `token`; raises TokenError if it may not be sent."""
         usable_for = self.cache.usable_for(rule.credentials)
-        remaining = f", usable for {usable_for:.0f} s" if usable_for is not None else ""
-        annotate(
-            flow,
-            {"action": "injected", "rule": rule.name, "token": fingerprint,
-             "token_type": rule.token_type or token.token_type, "usable_for": usable_for},
-            f"rule {rule.name}: token sha256:{fingerprint}{remaining}",
-        )  # fmt: skip
+        return Injection(rule, token, None if usable_for is None else time.time() + usable_for)
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """Purge a rejected token, and replay if the rule says so (the only awaited case)."""
@@ -304,15 +297,17 @@ class ClientCredentials:
             )  # fmt: skip
             if given.rule.retry_on_401 and can_replay(flow):
                 return self.replay_then_redact(flow, given)
-        self.redact(flow)
+        self.redact(flow, given)
         return None
 
     async def replay_then_redact(self, flow: http.HTTPFlow, given: Injection) -> None:
         await self.replay(flow, given)
-        self.redact(flow)
+        self.redact(flow, self.injections[flow])  # the replay's, if it gave a new token
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self.redact(flow)
+        given = self.injections.get(flow)
+        if given is not None:
+            self.redact(flow, given)
 
     async def replay(self, flow: http.HTTPFlow, given: Injection) -> None:
         """Send the request once more with a new token; keep the first answer if none comes."""
@@ -325,6 +320,7 @@ class ClientCredentials:
         if token is given.token:
             return  # the purge was rate-limited: the same token would be refused again
         try:
+            renewed = self.injection(rule, token)
             flow.response = await self.replayer.replay(
                 flow.request,
                 (rule.header_name, injection.header_value(rule, token)),
@@ -334,7 +330,7 @@ class ClientCredentials:
         except Exception as e:  # keep the first answer, and say why
             log.warning("rule %s: replay failed (%s); keeping the first answer", rule.name, e)
             return
-        self.injections[flow] = Injection(rule, token)
+        self.injections[flow] = renewed
         log.info("rule %s: replayed %s with a new token", rule.name, flow.request.method)
 
     # -- what operators see --------------------------------------------------------
@@ -379,12 +375,11 @@ class ClientCredentials:
             return "no valid rules file is loaded"
         return explain_url(self.rules, url, method)
 
-    def redact(self, flow: http.HTTPFlow) -> None:
+    def redact(self, flow: http.HTTPFlow, given: Injection) -> None:
         """Leave a fingerprint where the token was, once it has been sent."""
-        given = self.injections.get(flow)
-        if given is not None and self.redact_flows:
-            redacted = injection.redacted_header_value(given.rule, given.token)
-            set_headers(flow.request.headers, ((given.rule.header_name, redacted),))
+        if self.redact_flows:
+            headers = flow.request.headers
+            headers.fields = replace_fields(headers.fields, given.token_field, given.redacted)
 
 
 def destination(flow: http.HTTPFlow) -> Destination:
@@ -394,29 +389,34 @@ def destination(flow: http.HTTPFlow) -> Destination:
     request is ambiguous (`AmbiguousRequest`).
     """
     request = flow.request
-    names = [value.decode("utf-8", "surrogateescape")
-             for name, value in request.headers.fields if name.lower() == b"host"]  # fmt: skip
-    if request.authority and (request.is_http2 or request.is_http3):
+    data = request.data
+    names = tuple([value for name, value in data.headers.fields if name.lower() == b"host"])
+    if data.authority and (request.is_http2 or request.is_http3):
         # In HTTP/1 the authority is the request line's, which the destination came from.
-        names.append(request.authority)
-    if flow.client_conn.sni:
-        names.append(flow.client_conn.sni)
+        names += (data.authority,)
+    sni = flow.client_conn.sni
+    return _destination(data.scheme, data.host, data.port, data.path, data.method, names, sni)
+
+
+@functools.lru_cache(maxsize=4096)
+def _destination(
+    scheme: bytes,
+    host: str,
+    port: int,
+    path: bytes,
+    method: bytes,
+    names: tuple[bytes, ...],
+    sni: str | None,
+) -> Destination:
+    """`destination` from the request's raw parts: most requests repeat an earlier one's."""
+    other_names = [name.decode("utf-8", "surrogateescape") for name in names]
+    if sni:
+        other_names.append(sni)
     return Destination.of(
-        request.scheme, request.host, request.port, request.path, request.method,
-        other_names=names,
+        scheme.decode("utf-8", "surrogateescape"), host, port,
+        path.decode("utf-8", "surrogateescape"), method.decode("utf-8", "surrogateescape"),
+        other_names=other_names,
     )  # fmt: skip
-
-
-def set_headers(headers: http.Headers, values: tuple[tuple[str, str], ...]) -> None:
-    """Replace these headers, every occurrence, in one pass over the header list.
-
-    Runs for every request: mitmproxy's `headers[name] = value` makes a pass per
-    header and converts every name on the way (twice as slow for two headers).
-    """
-    names = {name.lower().encode() for name, _ in values}
-    headers.fields = tuple(f for f in headers.fields if f[0].lower() not in names) + tuple(
-        (name.encode(), value.encode("utf-8", "surrogateescape")) for name, value in values
-    )
 
 
 def read_rules(path: str) -> RuleIndex:

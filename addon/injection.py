@@ -7,9 +7,14 @@ By default `Authorization: Bearer <token>`; a rule may name another header
 
 from __future__ import annotations
 
+import time
+
 from addon.errors import TokenError
 from addon.rules import DEFAULT_HEADER_VALUE, Rule
 from addon.token import Token
+
+Fields = tuple[tuple[bytes, bytes], ...]
+"""Header fields as the wire has them: (name, value) pairs of bytes."""
 
 
 def scheme_for(rule: Rule, token: Token) -> str:
@@ -44,3 +49,51 @@ def redacted_header_value(rule: Rule, token: Token) -> str:
     if rule.header_value == DEFAULT_HEADER_VALUE:
         return f"{scheme} {redacted}"
     return rule.header_value.format(token_type=scheme, access_token=redacted)
+
+
+class Injection:
+    """What every request matched by `rule` gets while `token` is current, built once.
+
+    Thousands of requests share one token, so everything per request that
+    depends only on the pair (header bytes, their redacted form, what to tell
+    the operator) is computed here once, not per request. Raises TokenError
+    if the token may not be sent as the rule says. Its repr shows the token's
+    fingerprint only.
+    """
+
+    __slots__ = ("comment", "fields", "metadata", "redacted", "replaced", "rule", "token",
+                 "token_field")  # fmt: skip
+
+    def __init__(self, rule: Rule, token: Token, usable_until: float | None) -> None:
+        """`usable_until`: wall-clock time (epoch seconds) until which the token is handed out."""
+        name = rule.header_name.encode()
+        fields = [(name, header_value(rule, token).encode("utf-8", "surrogateescape"))]
+        if rule.accept is not None:
+            fields.append((b"Accept", rule.accept.encode()))
+        self.rule = rule
+        self.token = token
+        self.replaced = frozenset(n.lower() for n, _ in fields)
+        """The names of the fields this injection replaces, lower-case."""
+        self.fields: Fields = tuple(fields)
+        self.token_field = frozenset({name.lower()})
+        self.redacted: Fields = ((name, redacted_header_value(rule, token).encode()),)
+        """What replaces the token's field once the request has been sent."""
+        fingerprint = token.access_token.fingerprint
+        until = ""
+        if usable_until is not None:
+            until = f", usable until {time.strftime('%H:%M:%S', time.localtime(usable_until))}"
+        self.metadata: dict[str, object] = {
+            "action": "injected", "rule": rule.name, "token": fingerprint,
+            "token_type": rule.token_type or token.token_type,
+            "usable_until": None if usable_until is None else round(usable_until),
+        }  # fmt: skip
+        self.comment = f"rule {rule.name}: token sha256:{fingerprint}{until}"
+
+    def __repr__(self) -> str:
+        fingerprint = self.token.access_token.fingerprint
+        return f"Injection(rule={self.rule.name!r}, token=sha256:{fingerprint})"
+
+
+def replace_fields(fields: Fields, names: frozenset[bytes], new: Fields) -> Fields:
+    """`fields` without any field named in `names` (lower-case), then `new`: one pass."""
+    return tuple([f for f in fields if f[0].lower() not in names]) + new

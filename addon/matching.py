@@ -24,6 +24,9 @@ from addon.rules import Rule
 NEVER_INJECTED = frozenset({"TRACE", "TRACK", "CONNECT"})
 """TRACE and TRACK echo the request, token included, back to the client; CONNECT is the proxy's."""
 
+REMEMBERED = 4096
+"""Destinations whose rule an index remembers (it starts afresh when full)."""
+
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PATH_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=:@/%]*")
@@ -158,11 +161,25 @@ class RuleIndex:
                 exact[rule.match.host].append(rule)
         self._exact = {host: _by_specificity(rs) for host, rs in exact.items()}
         self._wildcard = {parent: _by_specificity(rs) for parent, rs in wildcard.items()}
+        self._known: dict[Destination, Rule | None] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
 
     def match(self, dest: Destination) -> Rule | None:
+        """The rule for `dest`, if any.
+
+        Remembered: most requests go where an earlier one went, and an index
+        lives as long as its rules file.
+        """
+        if dest in self._known:
+            return self._known[dest]
+        if len(self._known) >= REMEMBERED:
+            self._known.clear()
+        rule = self._known[dest] = self._find(dest)
+        return rule
+
+    def _find(self, dest: Destination) -> Rule | None:
         if dest.method in NEVER_INJECTED:
             return None
         for rule in self._exact.get(dest.host, ()):

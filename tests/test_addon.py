@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -81,7 +82,7 @@ def test_injects_into_matching_flows_only(rules_file):
     assert metadata["action"] == "injected"
     assert metadata["rule"] == "api"
     assert metadata["token"] == Secret("tok").fingerprint
-    assert 3500 < metadata["usable_for"] <= 3590
+    assert 3500 < metadata["usable_until"] - time.time() <= 3591
     assert json.loads(json.dumps(matching.get_state()["metadata"]))["oauth"] == metadata
     assert other.metadata == {}
 
@@ -258,3 +259,36 @@ def test_a_custom_header_is_set_kept_and_redacted(tmp_path: Path):
         addon.response(plain)
     fingerprint = Secret("tok").fingerprint
     assert plain.request.headers["X-Api-Token"] == f"Token [redacted sha256:{fingerprint}]"
+
+
+def test_a_reload_applies_the_new_rule_with_the_token_it_kept(rules_file):
+    """The header is built once per (rule, token): a new rule of the same name and
+    credentials must not get the old rule's header, even from a fetch that ends after the swap.
+    """
+    addon = ClientCredentials()
+    released = asyncio.Event()
+
+    async def slow_fetch(creds: Credentials) -> Token:
+        await released.wait()
+        return Token(Secret("tok"), "Bearer", 3600)
+
+    async def scenario() -> tuple:
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, oauth_rules=str(rules_file))
+            addon.cache._fetch = slow_fetch
+            before = flow()
+            pending = addon.requestheaders(before)
+            assert pending is not None
+            waiting = asyncio.ensure_future(pending)
+            rules_file.write_text(RULES + "    accept: application/xml\n")
+            addon.load_rules()
+            released.set()
+            await waiting
+            after = flow()
+            assert addon.requestheaders(after) is None  # the kept token, from the cache
+            return before, after
+
+    before, after = asyncio.run(scenario())
+    assert before.request.headers["Accept"] == "application/json"  # the rule it matched
+    assert after.request.headers["Accept"] == "application/xml"
+    assert after.request.headers["Authorization"] == "Bearer tok"

@@ -22,7 +22,7 @@ def test_mitmweb_shows_comments_and_token_exchanges(start_proxy, issuer, idp, ap
     api_flow = next(f for f in flows if f["request"]["path"] == "/v1/items")
     assert exchange["comment"] == "oauth: token exchange for rule api: HTTP 200", comments
     assert exchange["marked"] in (":key:", "\N{KEY}")  # mitmweb may render the emoji
-    assert re.fullmatch(r"oauth: rule api: token sha256:[0-9a-f]{8}, usable for \d+ s",
+    assert re.fullmatch(r"oauth: rule api: token sha256:[0-9a-f]{8}, usable until \d\d:\d\d:\d\d",
                         api_flow["comment"])  # fmt: skip
     with proxy.api() as web:
         sent = web.get(f"/flows/{exchange['id']}/request/content.data").text

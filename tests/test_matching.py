@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from addon.matching import (
+    REMEMBERED,
     AmbiguousRequest,
     Destination,
     RuleIndex,
@@ -232,3 +233,12 @@ def test_destination_hosts(host, expected):
             Destination.of("https", host, 443, "/", "GET")
     else:
         assert Destination.of("https", host, 443, "/", "GET").host == expected
+
+
+def test_what_the_index_remembers_is_bounded_and_right():
+    index = RuleIndex([rule("v1", "api.example.com", path="/v1")])
+    for n in range(REMEMBERED + 10):
+        assert index.match(dest(path=f"/v1/{n}")) is index.rules[0]
+        assert index.match(dest(path=f"/v2/{n}")) is None
+    assert len(index._known) <= REMEMBERED
+    assert index.match(dest(path="/v1/0")) is index.rules[0]
