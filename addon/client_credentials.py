@@ -31,7 +31,7 @@ from addon.injection import Injection, replace_fields
 from addon.matching import AmbiguousRequest, Destination, RuleIndex
 from addon.redaction import Redactor
 from addon.replay import Replayer, can_replay
-from addon.rules import Credentials, Rule, load_rules
+from addon.rules import Credentials, Rule, keep_unchanged, load_rules
 from addon.status import format_table, status_rows, summary
 from addon.token import Token
 from addon.token_cache import (
@@ -179,21 +179,23 @@ class ClientCredentials:
     def load_rules(self) -> None:
         """Read the rules file and swap the new rules in at once; raises RulesError."""
         path = ctx.options.oauth_rules
-        self.use_rules(path, file_version(path), read_rules(path))
+        self.use_rules(path, file_version(path), read_rules(path, self.rules))
 
     def use_rules(self, path: str, state: FileVersion | None, index: RuleIndex) -> None:
         self.rules = index
-        self.cache.use(index.rules)
+        self.cache.use(index.credential_sets)
         self.current = {}
         self._rules_state = state
         log.info("%d rule(s) loaded from %s", len(index), path)
-        self.record({"event": "reload", "file": path, "rules": [r.name for r in index.rules]})
+        if self.events is not None:
+            self.record({"event": "reload", "file": path, "rules": [r.name for r in index.rules]})
 
     async def watch_rules(self) -> None:
         """Reload the rules file when it changes; a broken edit leaves the old rules active.
 
         The file is read and indexed in a thread, so that traffic goes on while
-        a large rules file loads; the swap itself is one assignment.
+        a large rules file loads, and the retired rules are freed in one too;
+        the swap itself is one assignment.
         """
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
@@ -202,14 +204,17 @@ class ClientCredentials:
             if not ctx.options.oauth_reload or state == self._rules_state:
                 continue
             try:
-                index = await asyncio.to_thread(read_rules, path)
+                index = await asyncio.to_thread(read_rules, path, self.rules)
             except RulesError as e:
                 self._rules_state = state  # report each broken edit once
                 log.error("%s; the previous rules stay active", e)
                 self.record({"event": "reload_failed", "file": e.file, "rule": e.rule,
                              "field": e.field, "message": e.message})  # fmt: skip
                 continue
+            retired = self.rules
             self.use_rules(path, state, index)
+            if retired is not None:
+                await asyncio.to_thread(retired.dismantle)
 
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """Inject before the request is sent on, so a streamed body cannot outrun us.
@@ -419,9 +424,10 @@ def _destination(
     )  # fmt: skip
 
 
-def read_rules(path: str) -> RuleIndex:
-    """The rules of a file, indexed; raises RulesError."""
-    return RuleIndex(load_rules(path))
+def read_rules(path: str, previous: RuleIndex | None = None) -> RuleIndex:
+    """The rules of a file, indexed, unchanged ones taken from `previous`; raises RulesError."""
+    rules = load_rules(path)
+    return RuleIndex(rules if previous is None else keep_unchanged(rules, previous.rules))
 
 
 def fail_closed(flow: http.HTTPFlow) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from addon.backoff import Backoff
 from addon.errors import TokenError
-from addon.rules import Credentials, Rule
+from addon.rules import Credentials
 from addon.token import Token
 
 log = logging.getLogger(__name__)
@@ -103,12 +103,10 @@ class TokenCache:
         self._rule_names: dict[Credentials, tuple[str, ...]] = {}
         self.on_event = on_event
 
-    def use(self, rules: Iterable[Rule]) -> None:
-        """Adopt a rule set: tokens of credential sets still in use are kept, others dropped."""
-        names: dict[Credentials, list[str]] = {}
-        for rule in rules:
-            names.setdefault(rule.credentials, []).append(rule.name)
-        self._rule_names = {creds: tuple(n) for creds, n in names.items()}
+    def use(self, credential_sets: Mapping[Credentials, tuple[str, ...]]) -> None:
+        """Adopt the credential sets of a rule set (see `rules.credential_sets`), with the
+        names of their rules: tokens of sets still in use are kept, the others dropped."""
+        self._rule_names = dict(credential_sets)
         # Keyed by the new rules' own (equal) objects: a lookup by identity skips __eq__.
         self._entries = {c: self._entries[c] for c in self._rule_names if c in self._entries}
 

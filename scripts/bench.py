@@ -312,6 +312,11 @@ def rollover(work: Path, ca: Path, ports: dict, seconds: float, lifetime: int) -
 # -- 4. start-up and reload ----------------------------------------------------------
 
 
+RELOAD_WINDOW = 3.5
+"""Seconds after a change of the rules file in which its reload is done: checked every second,
+read and indexed in ~1.2 s."""
+
+
 def startup(work: Path, ca: Path, ports: dict) -> dict:
     from addon.matching import RuleIndex
     from addon.rules import load_rules
@@ -334,26 +339,32 @@ def startup(work: Path, ca: Path, ports: dict) -> dict:
         load({"mode": "burst", "count": 1, "targets": [{"proxy": big.port, "url": url}]})
         config = {
             "mode": "latency",
-            "duration": 4,
+            "duration": 10,
             "pause": 0.01,
             "targets": [{"proxy": big.port, "url": url, "connections": 2}],
         }
         proc = subprocess.Popen(pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
                                 stdout=subprocess.PIPE, text=True)  # fmt: skip
         time.sleep(2)
-        reload_at = time.monotonic()
+        touched_at = time.monotonic()  # the same rules: the usual reload changes a few
         many.write_text(many.read_text() + "# touched\n")
+        time.sleep(RELOAD_WINDOW)
+        changed_at = time.monotonic()  # every rule changed: nothing can be kept
+        many.write_text(many.read_text().replace("client_secret: s}", "client_secret: s2}"))
         samples = json.loads(proc.communicate(timeout=60)[0])["samples"]
     finally:
         big.stop()
-    before = [t for s, t, _ in samples if s < reload_at]
-    after = [t for s, t, _ in samples if reload_at <= s < reload_at + 2]
+
+    def worst(start: float, end: float) -> float:
+        return 1000 * max(t for s, t, _ in samples if start <= s < end)
+
     return {
         "load_10k_rules_s": statistics.median(loads),
         "mitmdump_start_1_rule_s": small.startup,
         "mitmdump_start_10k_rules_s": big.startup,
-        "max_latency_before_reload_ms": 1000 * max(before),
-        "max_latency_during_reload_ms": 1000 * max(after),
+        "max_latency_before_reload_ms": worst(0, touched_at),
+        "max_latency_during_reload_ms": worst(touched_at, changed_at),
+        "max_latency_during_full_reload_ms": worst(changed_at, changed_at + RELOAD_WINDOW),
     }
 
 
@@ -493,7 +504,8 @@ def report_startup(s: dict) -> list[str]:
         f"{s['mitmdump_start_10k_rules_s']:.2f} s (10k rules)",
         f"   Reload of 10k rules under traffic: max latency "
         f"{s['max_latency_before_reload_ms']:.0f} ms before, "
-        f"{s['max_latency_during_reload_ms']:.0f} ms during",
+        f"{s['max_latency_during_reload_ms']:.0f} ms during (same rules), "
+        f"{s['max_latency_during_full_reload_ms']:.0f} ms during (every rule changed)",
     ]
 
 

@@ -242,3 +242,13 @@ def test_what_the_index_remembers_is_bounded_and_right():
         assert index.match(dest(path=f"/v2/{n}")) is None
     assert len(index._known) <= REMEMBERED
     assert index.match(dest(path="/v1/0")) is index.rules[0]
+
+
+def test_a_dismantled_index_holds_no_rule():
+    index = RuleIndex([rule("a", "api.example.com"), rule("w", "*.example.org")])
+    assert index.match(dest()) is not None
+    index.dismantle()
+    assert len(index) == 0
+    assert index.credential_sets == {}
+    assert index.match(dest()) is None
+    assert index.match(dest("x.example.org")) is None

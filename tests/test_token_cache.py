@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from addon.errors import TokenError
-from addon.rules import Credentials, Match, Rule
+from addon.rules import Credentials, Match, Rule, credential_sets
 from addon.secret import Secret
 from addon.token import Token
 from addon.token_cache import TokenCache
@@ -183,11 +183,11 @@ def test_reload_keeps_tokens_of_credential_sets_still_in_use():
     rule_b = Rule("rb", Match("b.example"), B)
 
     async def scenario() -> list[str]:
-        cache.use([rule_a, rule_b])
+        cache.use(credential_sets([rule_a, rule_b]))
         await cache.get(A)
         await cache.get(B)
-        cache.use([rule_a])
-        cache.use([rule_a, rule_b])
+        cache.use(credential_sets([rule_a]))
+        cache.use(credential_sets([rule_a, rule_b]))
         return [value(await cache.get(A)), value(await cache.get(B))]
 
     assert asyncio.run(scenario()) == ["a-1", "b-3"]
@@ -195,7 +195,8 @@ def test_reload_keeps_tokens_of_credential_sets_still_in_use():
 
 def test_fetches_are_logged_with_a_fingerprint_never_the_token(caplog):
     cache, endpoint, clock = make(expires_in=100)
-    cache.use([Rule("billing", Match("a.example"), A), Rule("invoices", Match("b.example"), A)])
+    cache.use(credential_sets([Rule("billing", Match("a.example"), A),
+                               Rule("invoices", Match("b.example"), A)]))  # fmt: skip
     caplog.set_level(logging.DEBUG)
 
     async def scenario() -> None:
