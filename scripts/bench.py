@@ -231,6 +231,79 @@ def summarise(per_round: list[dict[str, tuple[float, float]]], names: list[str])
     return summary
 
 
+# -- 2b. where the CPU goes, sampled -------------------------------------------------
+
+
+def profile(work: Path, ca: Path, ports: dict, seconds: float) -> dict:
+    """The share of each mitmdump's CPU samples spent in the addon's own code (py-spy).
+
+    A proportion within one process: unlike ratios between processes, it does not move
+    with the machine's load. It counts the hooks' direct work only, not what they cause
+    later (garbage collection, freeing).
+    """
+    py_spy = BIN / "py-spy"
+    token_url = f"http://127.0.0.1:{ports['idp']}/token/86400/0"
+    one, many = work / "rules-1.yaml", work / "rules-10k.yaml"
+    one.write_text(rules_text(1, ports["http"], ports["https"], token_url))
+    many.write_text(rules_text(10_000, ports["http"], ports["https"], token_url))
+    first = Proxy("trivial addon", work, ca, TRIVIAL)
+    proxies = [first, Proxy("ours, 1 rule", work, ca, ADDON, one),
+               Proxy("ours, 10k rules", work, ca, ADDON, many)]  # fmt: skip
+    code = {"trivial addon": TRIVIAL}
+    results: dict = {}
+    try:
+        for scheme in ("http", "https"):
+            url = f"{scheme}://127.0.0.1:{ports[scheme]}/v1/items"
+            targets = [{"proxy": p.port, "url": url, "connections": 2} for p in proxies]
+            ca_file = str(work / "confdir" / "mitmproxy-ca-cert.pem")
+            config = {"mode": "throughput", "duration": seconds + 2, "targets": targets,
+                      "ca": ca_file}  # fmt: skip
+            loader = subprocess.Popen(pinned(LOAD_CORE, [sys.executable, str(LOAD),
+                                                         json.dumps(config)]),
+                                      stdout=subprocess.DEVNULL)  # fmt: skip
+            time.sleep(1)
+            outputs = {p.name: work / f"profile-{scheme}-{p.process.pid}.txt" for p in proxies}
+            spies = [subprocess.Popen(pinned(LOAD_CORE, [str(py_spy), "record", "--pid",
+                                                         str(p.process.pid), "--duration",
+                                                         str(int(seconds)), "--rate", "250",
+                                                         "--format", "raw", "--output",
+                                                         str(outputs[p.name])]),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True) for p in proxies]  # fmt: skip
+            for spy in spies:
+                _, err = spy.communicate(timeout=seconds + 60)
+                if spy.returncode != 0:
+                    loader.kill()
+                    return {"skipped": f"py-spy could not sample mitmdump: {err.strip()[-200:]}"}
+            loader.wait(timeout=60)
+            results[scheme] = {
+                name: _share(path, code.get(name, ROOT / "addon")) for name, path in outputs.items()
+            }
+    finally:
+        for proxy in proxies:
+            proxy.stop()
+    return results
+
+
+def _share(samples_file: Path, code: Path) -> dict:
+    """Of py-spy's raw samples, the share with a frame in `code` (a file or folder), by the
+    outermost such frame. py-spy names files absolutely or relative to the import path."""
+    places = (f"({code}", f"({code.relative_to(ROOT)}")
+    total, by_hook = 0, {}
+    for line in samples_file.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        frames = [f for f in stack.split(";") if any(place in f for place in places)]
+        if frames:
+            hook = frames[0].split(" (")[0]
+            by_hook[hook] = by_hook.get(hook, 0) + int(count)
+    return {
+        "samples": total,
+        "share": sum(by_hook.values()) / max(total, 1),
+        "by_hook": {h: n / max(total, 1) for h, n in sorted(by_hook.items(), key=lambda x: -x[1])},
+    }
+
+
 # -- 3. the token endpoint's load ----------------------------------------------------
 
 
@@ -425,6 +498,7 @@ def main() -> int:
             "side_by_side": lambda: side_by_side(work, cert.ca_file, ports,
                                                  rounds=3 if quick else 12,
                                                  seconds=2 if quick else 5),
+            "profile": lambda: profile(work, cert.ca_file, ports, seconds=4 if quick else 20),
             "token_load": lambda: token_load(work, cert.ca_file, ports,
                                              [1, 10, 100] if quick else [1, 10, 100, 1000]),
             "rollover": lambda: rollover(work, cert.ca_file, ports, seconds=5 if quick else 12,
@@ -481,6 +555,18 @@ def report_side_by_side(side_by_side: dict) -> list[str]:
     return lines
 
 
+def report_profile(profile: dict) -> list[str]:
+    lines = [
+        "   Share of each mitmdump's CPU samples in the addon's own code (py-spy, side by side)"
+    ]
+    if "skipped" in profile:
+        return [*lines, f"   skipped: {profile['skipped']}"]
+    for scheme, variants in profile.items():
+        shares = ", ".join(f"{name} {v['share'] * 100:.2f} %" for name, v in variants.items())
+        lines.append(f"   {scheme.upper():<6} {shares}")
+    return lines
+
+
 def report_token_load(token_load: dict) -> list[str]:
     lines = ["3. Token endpoint: N concurrent cold-start requests → token fetches"]
     for n, t in token_load.items():
@@ -520,6 +606,7 @@ def report_memory(m: dict) -> list[str]:
 REPORTS = {
     "micro": report_micro,
     "side_by_side": report_side_by_side,
+    "profile": report_profile,
     "token_load": report_token_load,
     "rollover": report_rollover,
     "startup": report_startup,
