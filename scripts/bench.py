@@ -59,12 +59,12 @@ class Proxy:
 
     def __init__(self, name: str, work: Path, ca: Path, script: Path | None = None,
                  rules: Path | None = None, options: dict[str, str] | None = None,
-                 core: str = PROXY_CORE) -> None:  # fmt: skip
+                 core: str = PROXY_CORE, also: tuple[Path, ...] = ()) -> None:  # fmt: skip
         args = [str(BIN / "mitmdump"), "--listen-host", "127.0.0.1", "--listen-port", "0",
                 "--set", f"confdir={work / 'confdir'}", "--set", "flow_detail=0",
                 "--set", f"ssl_verify_upstream_trusted_ca={ca}"]  # fmt: skip
-        if script:
-            args += ["-s", str(script)]
+        for each in (*also, *([script] if script else [])):
+            args += ["-s", str(each)]
         if rules:
             args += ["--set", f"oauth_rules={rules}"]
         for key, value in (options or {}).items():
@@ -235,54 +235,71 @@ def summarise(per_round: list[dict[str, tuple[float, float]]], names: list[str])
 
 
 def profile(work: Path, ca: Path, ports: dict, seconds: float) -> dict:
-    """The share of each mitmdump's CPU samples spent in the addon's own code (py-spy).
+    """Where each mitmdump's CPU goes: the share of its samples in the addon's own code
+    (py-spy), and the CPU time of its garbage collections per request.
 
-    A proportion within one process: unlike ratios between processes, it does not move
-    with the machine's load. It counts the hooks' direct work only, not what they cause
-    later (garbage collection, freeing).
+    Proportions within one process: unlike ratios between processes, they do not move
+    with the machine's load. The samples count what the hooks do; the collector's time,
+    what their allocations cost later.
     """
-    py_spy = BIN / "py-spy"
     token_url = f"http://127.0.0.1:{ports['idp']}/token/86400/0"
     one, many = work / "rules-1.yaml", work / "rules-10k.yaml"
     one.write_text(rules_text(1, ports["http"], ports["https"], token_url))
     many.write_text(rules_text(10_000, ports["http"], ports["https"], token_url))
-    first = Proxy("trivial addon", work, ca, TRIVIAL)
-    proxies = [first, Proxy("ours, 1 rule", work, ca, ADDON, one),
-               Proxy("ours, 10k rules", work, ca, ADDON, many)]  # fmt: skip
-    code = {"trivial addon": TRIVIAL}
+    gc_time = ROOT / "scripts" / "benchlib" / "gc_time.py"
+    variants = [("plain", None, None), ("trivial addon", TRIVIAL, None),
+                ("ours, 1 rule", ADDON, one), ("ours, 10k rules", ADDON, many)]  # fmt: skip
     results: dict = {}
-    try:
-        for scheme in ("http", "https"):
-            url = f"{scheme}://127.0.0.1:{ports[scheme]}/v1/items"
-            targets = [{"proxy": p.port, "url": url, "connections": 2} for p in proxies]
-            ca_file = str(work / "confdir" / "mitmproxy-ca-cert.pem")
-            config = {"mode": "throughput", "duration": seconds + 2, "targets": targets,
-                      "ca": ca_file}  # fmt: skip
-            loader = subprocess.Popen(pinned(LOAD_CORE, [sys.executable, str(LOAD),
-                                                         json.dumps(config)]),
-                                      stdout=subprocess.DEVNULL)  # fmt: skip
-            time.sleep(1)
-            outputs = {p.name: work / f"profile-{scheme}-{p.process.pid}.txt" for p in proxies}
-            spies = [subprocess.Popen(pinned(LOAD_CORE, [str(py_spy), "record", "--pid",
-                                                         str(p.process.pid), "--duration",
-                                                         str(int(seconds)), "--rate", "250",
-                                                         "--format", "raw", "--output",
-                                                         str(outputs[p.name])]),
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      text=True) for p in proxies]  # fmt: skip
-            for spy in spies:
-                _, err = spy.communicate(timeout=seconds + 60)
-                if spy.returncode != 0:
-                    loader.kill()
-                    return {"skipped": f"py-spy could not sample mitmdump: {err.strip()[-200:]}"}
-            loader.wait(timeout=60)
-            results[scheme] = {
-                name: _share(path, code.get(name, ROOT / "addon")) for name, path in outputs.items()
-            }
-    finally:
-        for proxy in proxies:
-            proxy.stop()
+    for scheme in ("http", "https"):
+        proxies = [Proxy(name, work, ca, script, rules, also=(gc_time,),
+                         options={"gc_time_out": str(work / f"gc-{scheme}-{i}.json")})
+                   for i, (name, script, rules) in enumerate(variants)]  # fmt: skip
+        try:
+            samples = _sample(work, proxies, f"{scheme}://127.0.0.1:{ports[scheme]}/v1/items",
+                              seconds)  # fmt: skip
+        finally:
+            for proxy in proxies:
+                proxy.stop()  # at exit, each writes its collector's time
+        if samples is None:
+            return {"skipped": "py-spy could not sample mitmdump (is ptrace allowed?)"}
+        results[scheme] = {}
+        for i, (name, script, _) in enumerate(variants):
+            collected = json.loads((work / f"gc-{scheme}-{i}.json").read_text())
+            results[scheme][name] = {
+                **(_share(samples[name], script.parent if script == ADDON else script)
+                   if script else {}),
+                "young_gc_us_per_request": 1e6 * sum(collected["seconds"][:2])
+                / max(collected["responses"], 1),
+                "full_gcs": collected["runs"][2],
+                "full_gc_ms_each": 1e3 * collected["seconds"][2] / max(collected["runs"][2], 1),
+            }  # fmt: skip
     return results
+
+
+def _sample(work: Path, proxies: list[Proxy], url: str, seconds: float) -> dict | None:
+    """Load the proxies side by side and sample each with py-spy; None if it cannot attach."""
+    targets = [{"proxy": p.port, "url": url, "connections": 2} for p in proxies]
+    config = {"mode": "throughput", "duration": seconds + 2, "targets": targets,
+              "ca": str(work / "confdir" / "mitmproxy-ca-cert.pem")}  # fmt: skip
+    loader = subprocess.Popen(pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
+                              stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(1)
+        outputs = {p.name: work / f"profile-{p.process.pid}.txt" for p in proxies}
+        spies = [subprocess.Popen(pinned(LOAD_CORE, [str(BIN / "py-spy"), "record", "--pid",
+                                                     str(p.process.pid), "--duration",
+                                                     str(int(seconds)), "--rate", "250",
+                                                     "--format", "raw", "--output",
+                                                     str(outputs[p.name])]),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for p in proxies]  # fmt: skip
+        if any(spy.wait(timeout=seconds + 60) != 0 for spy in spies):
+            return None
+        loader.wait(timeout=60)
+    finally:
+        if loader.poll() is None:
+            loader.kill()
+    return outputs
 
 
 def _share(samples_file: Path, code: Path) -> dict:
@@ -556,14 +573,17 @@ def report_side_by_side(side_by_side: dict) -> list[str]:
 
 
 def report_profile(profile: dict) -> list[str]:
-    lines = [
-        "   Share of each mitmdump's CPU samples in the addon's own code (py-spy, side by side)"
-    ]
+    lines = ["   Where mitmdump's CPU goes, side by side: share of py-spy samples in the addon's "
+             "code; CPU time of the garbage collector's young and full collections"]  # fmt: skip
     if "skipped" in profile:
         return [*lines, f"   skipped: {profile['skipped']}"]
     for scheme, variants in profile.items():
-        shares = ", ".join(f"{name} {v['share'] * 100:.2f} %" for name, v in variants.items())
-        lines.append(f"   {scheme.upper():<6} {shares}")
+        lines.append(f"   {scheme.upper()}")
+        for name, v in variants.items():
+            share = f"{v['share'] * 100:5.2f} %" if "share" in v else "      -"
+            lines.append(f"   {name:<18} code {share}   young collections "
+                         f"{v['young_gc_us_per_request']:5.1f} µs/request   full collections "
+                         f"{v['full_gcs']} x {v['full_gc_ms_each']:.0f} ms")  # fmt: skip
     return lines
 
 
