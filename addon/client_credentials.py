@@ -291,8 +291,12 @@ class ClientCredentials:
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """Purge a rejected token, and replay if the rule says so (the only awaited case)."""
-        given = self.injections.get(flow)
-        if given is None or flow.response is None:
+        if flow.response is None:
+            return None
+        # Taken out now rather than when the flow dies: the weak map's clean-up would
+        # then run inside the garbage collector, once per flow.
+        given = self.injections.pop(flow, None)
+        if given is None:
             return None
         status = flow.response.status_code
         if status in given.rule.purge_on_status:
@@ -306,24 +310,26 @@ class ClientCredentials:
         return None
 
     async def replay_then_redact(self, flow: http.HTTPFlow, given: Injection) -> None:
-        await self.replay(flow, given)
-        self.redact(flow, self.injections[flow])  # the replay's, if it gave a new token
+        self.redact(flow, await self.replay(flow, given))
 
     def error(self, flow: http.HTTPFlow) -> None:
-        given = self.injections.get(flow)
+        given = self.injections.pop(flow, None)
         if given is not None:
             self.redact(flow, given)
 
-    async def replay(self, flow: http.HTTPFlow, given: Injection) -> None:
-        """Send the request once more with a new token; keep the first answer if none comes."""
+    async def replay(self, flow: http.HTTPFlow, given: Injection) -> Injection:
+        """Send the request once more with a new token; keep the first answer if none comes.
+
+        Returns what the request carries now: the new token's injection, or `given`.
+        """
         rule = given.rule
         try:
             token = await self.cache.get(rule.credentials)
         except TokenError as e:
             log.warning("rule %s: no new token to replay the request with: %s", rule.name, e)
-            return
+            return given
         if token is given.token:
-            return  # the purge was rate-limited: the same token would be refused again
+            return given  # the purge was rate-limited: the same token would be refused again
         try:
             renewed = self.injection(rule, token)
             flow.response = await self.replayer.replay(
@@ -334,9 +340,9 @@ class ClientCredentials:
             )
         except Exception as e:  # keep the first answer, and say why
             log.warning("rule %s: replay failed (%s); keeping the first answer", rule.name, e)
-            return
-        self.injections[flow] = renewed
+            return given
         log.info("rule %s: replayed %s with a new token", rule.name, flow.request.method)
+        return renewed
 
     # -- what operators see --------------------------------------------------------
 
