@@ -257,7 +257,7 @@ def _parse_rules(text: str, *, file: str, environ: Mapping[str, str], base: Path
     rules: list[Rule] = []
     seen: set[str] = set()
     credential_sets: dict[Credentials, Credentials] = {}
-    for position, item in enumerate(items):
+    for position, item in enumerate(_taken(items)):
         reader = _RuleReader(item, file=file, position=position, environ=environ, base=base)
         rule, disabled = reader.rule()
         if rule.name in seen:
@@ -331,6 +331,16 @@ def _drop_gradually(document: yaml.Node | None) -> None:
     for section in _take_children(document):  # "rules", the x- keys, and their values
         for _item in _take_children(section):  # a rule, say: freed when the next is taken
             pass
+
+
+def _taken(items: list[Any]) -> Iterator[Any]:
+    """A list's items, each taken out as it comes, so that each is freed once used.
+
+    For the raw rules of a parsed document: see `_drop_gradually` for why.
+    """
+    items.reverse()
+    while items:
+        yield items.pop()
 
 
 def _take_children(node: yaml.Node | None) -> Iterator[yaml.Node]:
