@@ -281,8 +281,7 @@ class ClientCredentials:
         headers.fields = replace_fields(headers.fields, given.replaced, given.fields)
         self.injections[flow] = given
         self.injected[rule.name] += 1
-        flow.metadata[METADATA] = dict(given.metadata)
-        flow.comment = f"oauth: {given.comment}"
+        annotate(flow, dict(given.metadata), given.comment)
 
     def injection(self, rule: Rule, token: Token) -> Injection:
         """What `rule`'s requests get with `token`; raises TokenError if it may not be sent."""

@@ -256,7 +256,7 @@ def _parse_rules(text: str, *, file: str, environ: Mapping[str, str], base: Path
 
     rules: list[Rule] = []
     seen: set[str] = set()
-    credential_sets: dict[Credentials, Credentials] = {}
+    shared: dict[Credentials, Credentials] = {}
     for position, item in enumerate(_taken(items)):
         reader = _RuleReader(item, file=file, position=position, environ=environ, base=base)
         rule, disabled = reader.rule()
@@ -265,11 +265,16 @@ def _parse_rules(text: str, *, file: str, environ: Mapping[str, str], base: Path
         seen.add(rule.name)
         if disabled:
             continue
-        # Rules with equal credentials share one object: the token cache, probed on every
-        # request, then finds it by identity instead of comparing every field.
-        shared = credential_sets.setdefault(rule.credentials, rule.credentials)
-        rules.append(rule if shared is rule.credentials else replace(rule, credentials=shared))
+        rules.append(_sharing_credentials(rule, shared))
     return rules
+
+
+def _sharing_credentials(rule: Rule, shared: dict[Credentials, Credentials]) -> Rule:
+    """`rule` with the credential set in `shared` that equals its own, if any (else its own
+    joins `shared`). Rules with equal credentials share one object: the token cache, probed
+    on every request, then finds it by identity instead of comparing every field."""
+    creds = shared.setdefault(rule.credentials, rule.credentials)
+    return rule if creds is rule.credentials else replace(rule, credentials=creds)
 
 
 def credential_sets(rules: Iterable[Rule]) -> dict[Credentials, tuple[str, ...]]:
@@ -288,15 +293,8 @@ def keep_unchanged(rules: Iterable[Rule], previous: Iterable[Rule]) -> list[Rule
     swap on the event loop has little to free.
     """
     kept = {rule: rule for rule in previous}
-    kept_credentials = {rule.credentials: rule.credentials for rule in kept}
-    result = []
-    for rule in rules:
-        if rule in kept:
-            result.append(kept[rule])
-            continue
-        creds = kept_credentials.get(rule.credentials, rule.credentials)
-        result.append(rule if creds is rule.credentials else replace(rule, credentials=creds))
-    return result
+    shared = {rule.credentials: rule.credentials for rule in kept}
+    return [kept.get(rule) or _sharing_credentials(rule, shared) for rule in rules]
 
 
 def _parse(text: str) -> Any:
@@ -346,9 +344,9 @@ def _taken(items: list[Any]) -> Iterator[Any]:
 def _take_children(node: yaml.Node | None) -> Iterator[yaml.Node]:
     """Take a node's children out of it, one by one."""
     value = getattr(node, "value", None)
-    while isinstance(value, list) and value:
-        item = value.pop()
-        yield from item if isinstance(item, tuple) else (item,)
+    if isinstance(value, list):  # a mapping's children come in (key, value) pairs
+        for item in _taken(value):
+            yield from item if isinstance(item, tuple) else (item,)
 
 
 @functools.lru_cache(maxsize=1024)
