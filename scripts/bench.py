@@ -55,6 +55,15 @@ def rules_text(n: int, http_port: int, https_port: int, token_url: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rules_files(work: Path, ports: dict) -> tuple[Path, Path]:
+    """A file of 1 rule and one of 10,000, both covering the peers, tokens living a day."""
+    token_url = f"http://127.0.0.1:{ports['idp']}/token/86400/0"
+    files = work / "rules-1.yaml", work / "rules-10k.yaml"
+    for path, count in zip(files, (1, 10_000), strict=True):
+        path.write_text(rules_text(count, ports["http"], ports["https"], token_url))
+    return files
+
+
 class Proxy:
     """A mitmdump process, pinned, quiet, listening on an ephemeral port."""
 
@@ -181,10 +190,7 @@ def micro(rounds: int) -> dict:
 
 
 def side_by_side(work: Path, ca: Path, ports: dict, rounds: int, seconds: float) -> dict:
-    token_url = f"http://127.0.0.1:{ports['idp']}/token/86400/0"
-    one, many = work / "rules-1.yaml", work / "rules-10k.yaml"
-    one.write_text(rules_text(1, ports["http"], ports["https"], token_url))
-    many.write_text(rules_text(10_000, ports["http"], ports["https"], token_url))
+    one, many = rules_files(work, ports)
     lib = ROOT / "scripts" / "benchlib"
     variants = {"twin": (None, None), "trivial addon": (TRIVIAL, None),
                 "trivial + imports": (lib / "trivial_imports.py", None),
@@ -196,7 +202,7 @@ def side_by_side(work: Path, ca: Path, ports: dict, rounds: int, seconds: float)
     proxies = [Proxy("plain", work, ca)]  # first: it creates the CA the others share
     proxies += [Proxy(name, work, ca, *variants[name]) for name in order]
     names = ["plain", *variants]
-    results: dict = {"start_order": order}
+    results: dict = {"start_order": order, "schemes": {}}
     try:
         for scheme in ("http", "https"):
             url = f"{scheme}://127.0.0.1:{ports[scheme]}/v1/items"
@@ -213,7 +219,7 @@ def side_by_side(work: Path, ca: Path, ports: dict, rounds: int, seconds: float)
                 per_round.append({p.name: (count / seconds, ns / max(count, 1))
                                   for p, count, ns in zip(proxies, answer["counts"], cpu,
                                                           strict=True)})  # fmt: skip
-            results[scheme] = summarise(per_round, names)
+            results["schemes"][scheme] = summarise(per_round, names)
     finally:
         for proxy in proxies:
             proxy.stop()
@@ -251,10 +257,7 @@ def profile(work: Path, ca: Path, ports: dict, seconds: float) -> dict:
     with the machine's load. The samples count what the hooks do; the collector's time,
     what their allocations cost later.
     """
-    token_url = f"http://127.0.0.1:{ports['idp']}/token/86400/0"
-    one, many = work / "rules-1.yaml", work / "rules-10k.yaml"
-    one.write_text(rules_text(1, ports["http"], ports["https"], token_url))
-    many.write_text(rules_text(10_000, ports["http"], ports["https"], token_url))
+    one, many = rules_files(work, ports)
     gc_time = ROOT / "scripts" / "benchlib" / "gc_time.py"
     variants = [("plain", None, None), ("trivial addon", TRIVIAL, None),
                 ("ours, 1 rule", ADDON, one), ("ours, 10k rules", ADDON, many)]  # fmt: skip
@@ -420,16 +423,12 @@ def startup(work: Path, ca: Path, ports: dict, loads: int) -> dict:
     from addon.matching import RuleIndex
     from addon.rules import load_rules
 
-    token_url = f"http://127.0.0.1:{ports['idp']}/token/86400/0"
-    many = work / "rules-10k.yaml"
-    many.write_text(rules_text(10_000, ports["http"], ports["https"], token_url))
+    one, many = rules_files(work, ports)
     load_times = []
     for _ in range(loads):
         started = time.perf_counter()
         RuleIndex(load_rules(many, environ={}))
         load_times.append(time.perf_counter() - started)
-    one = work / "rules-1.yaml"
-    one.write_text(rules_text(1, ports["http"], ports["https"], token_url))
     small = Proxy("1 rule", work, ca, ADDON, one)
     small.stop()
     big = Proxy("10k rules", work, ca, ADDON, many)
@@ -543,7 +542,7 @@ def main() -> int:
     print(report(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    twin = {k: v for k, v in results.get("side_by_side", {}).items() if k != "start_order"}
+    twin = results.get("side_by_side", {}).get("schemes", {})
     off = [s for s in twin if abs(twin[s]["twin"]["efficiency_vs_plain"] - 1) > 0.02]
     if off:
         print(f"\nREJECTED: the twin differs from plain by more than 2 % ({', '.join(off)}): "
@@ -577,9 +576,7 @@ def report_side_by_side(side_by_side: dict) -> list[str]:
     lines.append(f"   {'':<18}{'req/s':>7} {'CPU µs/req':>11} {'throughput':>11} {'spread':>13} "
                  f"{'efficiency':>11} {'spread':>13} {'vs trivial':>11} "
                  f"{'quartiles':>13}")  # fmt: skip
-    for scheme, variants in side_by_side.items():
-        if scheme == "start_order":
-            continue
+    for scheme, variants in side_by_side["schemes"].items():
         lines.append(f"   {scheme.upper()}")
         for name, v in variants.items():
             lines.append(
