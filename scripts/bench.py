@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from tests.support import processes  # noqa: E402
 from tests.support.certs import make_server_cert  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -105,11 +106,7 @@ class Proxy:
         return 0
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        processes.stop(self.process)
 
 
 def load(config: dict) -> dict:
@@ -536,8 +533,7 @@ def main() -> int:
         }  # fmt: skip
         results = {name: run() for name, run in parts.items() if name in only}
     finally:
-        servers.terminate()
-        servers.wait(timeout=10)
+        processes.stop(servers)
         shutil.rmtree(work, ignore_errors=True)
     print(report(results))
     if args.json:

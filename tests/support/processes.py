@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 
 
-def stop(process: subprocess.Popen[str] | None, timeout: float = 10.0) -> None:
+def stop(process: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
     """Terminate `process` if it still runs, and kill it if it will not go."""
     if process is None or process.poll() is not None:
         return
