@@ -20,7 +20,6 @@ import mitmproxy.flow
 from mitmproxy import command, connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
-from addon import injection
 from addon.backoff import Backoff
 from addon.errors import RulesError, TokenError
 from addon.events import EventLog
@@ -333,7 +332,7 @@ class ClientCredentials:
             renewed = self.injection(rule, token)
             flow.response = await self.replayer.replay(
                 flow.request,
-                (rule.header_name, injection.header_value(rule, token)),
+                renewed,
                 verify=not ctx.options.ssl_insecure,
                 ca_file=ctx.options.ssl_verify_upstream_trusted_ca,
             )

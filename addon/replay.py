@@ -8,6 +8,7 @@ import httpx
 from mitmproxy import http
 
 from addon.client_tls import tls_context
+from addon.injection import Injection, replace_fields
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 """RFC 9110 §9.2.2: sending these twice has the effect of sending them once."""
@@ -54,18 +55,16 @@ class Replayer:
     async def replay(
         self,
         request: http.Request,
-        header: tuple[str, str],
+        injection: Injection,
         *,
         verify: bool = True,
         ca_file: str | None = None,
     ) -> http.Response:
-        """The upstream's new answer, body as sent (not decoded)."""
-        headers = [
-            (k, v) for k, v in request.headers.items(multi=True) if k.lower() not in HOP_BY_HOP
-        ]
-        name, _ = header
-        headers = [(k, v) for k, v in headers if k.lower() != name.lower()]
-        headers.append(header)
+        """The upstream's answer to `request` sent again with `injection` (body not decoded)."""
+        fields = tuple(
+            f for f in request.headers.fields if f[0].decode("latin-1").lower() not in HOP_BY_HOP
+        )
+        headers = replace_fields(fields, injection.replaced, injection.fields)
         client = self._client(verify, ca_file)
         started = time.time()
         async with client.stream(
