@@ -70,8 +70,10 @@ class Proxy:
 
     def __init__(self, name: str, work: Path, ca: Path, script: Path | None = None,
                  rules: Path | None = None, options: dict[str, str] | None = None,
-                 core: str = PROXY_CORE, also: tuple[Path, ...] = ()) -> None:  # fmt: skip
-        args = [str(BIN / "mitmdump"), "--listen-host", "127.0.0.1", "--listen-port", "0",
+                 core: str = PROXY_CORE, also: tuple[Path, ...] = (),
+                 under: tuple[str, ...] = ()) -> None:  # fmt: skip
+        """`under`: a command mitmdump runs under (valgrind), which must keep its pid."""
+        args = [*under, str(BIN / "mitmdump"), "--listen-host", "127.0.0.1", "--listen-port", "0",
                 "--set", f"confdir={work / 'confdir'}", "--set", "flow_detail=0",
                 "--set", f"ssl_verify_upstream_trusted_ca={ca}"]  # fmt: skip
         for each in (*also, *([script] if script else [])):
@@ -82,11 +84,11 @@ class Proxy:
             args += ["--set", f"{key}={value}"]
         self.name = name
         self.log = work / f"{re.sub(r'[^a-z0-9]+', '-', name)}-{time.monotonic_ns()}.log"
-        started = time.monotonic()
+        started, limit = time.monotonic(), 300 if under else 60
         with self.log.open("w") as out:
             self.process = subprocess.Popen(pinned(core, args), stdout=out, stderr=out)
         while not (m := re.search(r"proxy listening at .*:(\d+)", self.log.read_text())):
-            if self.process.poll() is not None or time.monotonic() - started > 60:
+            if self.process.poll() is not None or time.monotonic() - started > limit:
                 raise RuntimeError(f"{name} did not start:\n{self.log.read_text()}")
             time.sleep(0.01)
         self.port = int(m.group(1))
@@ -330,6 +332,73 @@ def _share(samples_file: Path, code: Path) -> dict:
     }
 
 
+# -- 2c. what each variant executes, counted -----------------------------------------
+
+
+COUNTED_REQUESTS = 100
+SIMULATED_CACHE = "--LL=1048576,16,64"
+"""The last-level cache callgrind simulates: 1 MiB, like a core's L2. Its misses stand for
+the memory traffic a request causes."""
+
+
+def counted(work: Path, ca: Path, ports: dict, requests: int) -> dict:
+    """Instructions and simulated cache misses per request in each mitmdump, under callgrind.
+
+    Counted, not timed: the same code and inputs give nearly the same counts whatever else
+    the machine does, so differences far below the side-by-side's resolution show. Cache
+    misses stand for what the timing pays and the instruction count does not show.
+    """
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        return {"skipped": "valgrind is not installed"}
+    one, many = rules_files(work, ports)
+    variants = [("plain", None, None), ("trivial addon", TRIVIAL, None),
+                ("ours, 1 rule", ADDON, one), ("ours, 10k rules", ADDON, many)]  # fmt: skip
+    ca_file = str(work / "confdir" / "mitmproxy-ca-cert.pem")
+    results: dict = {}
+    for scheme in ("http", "https"):
+        url = f"{scheme}://127.0.0.1:{ports[scheme]}/v1/items"
+        results[scheme] = {}
+        for i, (name, script, rules) in enumerate(variants):
+            out = work / f"callgrind-{scheme}-{i}.out"
+            under = ("env", "PYTHONHASHSEED=0", "valgrind", "--tool=callgrind",
+                     "--instr-atstart=no", "--cache-sim=yes", SIMULATED_CACHE,
+                     f"--callgrind-out-file={out}")  # fmt: skip
+            proxy = Proxy(name, work, ca, script, rules, under=under)
+            try:
+                target = {"proxy": proxy.port, "url": url}
+                # Warm: the token fetched, mitmproxy's and our bytecode specialised.
+                warm = load({"mode": "sequential", "count": 30, "targets": [target],
+                             "ca": ca_file})  # fmt: skip
+                pid = str(proxy.process.pid)
+                subprocess.run(["callgrind_control", "-i", "on", pid], check=True,
+                               capture_output=True)  # fmt: skip
+                answer = load({"mode": "sequential", "count": requests, "targets": [target],
+                               "ca": ca_file})  # fmt: skip
+                for step in (["-i", "off"], ["-d"]):
+                    subprocess.run(["callgrind_control", *step, pid], check=True,
+                                   capture_output=True)  # fmt: skip
+            finally:
+                proxy.stop()
+            assert set(warm["statuses"] + answer["statuses"]) == {200}, answer
+            results[scheme][name] = _per_request(Path(f"{out}.1"), requests)
+    return results
+
+
+def _per_request(dump: Path, requests: int) -> dict:
+    """callgrind's totals divided by the requests: instructions, last-level cache misses."""
+    events, totals = [], []
+    for line in dump.read_text().splitlines():
+        if line.startswith("events:"):
+            events = line.split()[1:]
+        elif line.startswith("totals:"):
+            totals = [int(v) for v in line.split()[1:]]
+    count = dict(zip(events, totals, strict=True))
+    return {
+        "instructions": count["Ir"] / requests,
+        "cache_misses": (count["ILmr"] + count["DLmr"] + count["DLmw"]) / requests,
+    }
+
+
 # -- 3. the token endpoint's load ----------------------------------------------------
 
 
@@ -492,8 +561,9 @@ def main() -> int:
     parser.add_argument("--only", choices=SECTIONS, action="append",
                         help="run only this part (repeatable)")  # fmt: skip
     args = parser.parse_args()
-    # The profile needs long samples to say anything: not part of a quick run unless asked for.
-    only = set(args.only or (s for s in SECTIONS if not (args.quick and s == "profile")))
+    # The profile needs long samples and the counts a slow simulator: not part of a quick run
+    # unless asked for.
+    only = set(args.only or (s for s in SECTIONS if not (args.quick and s in SLOW)))
     quick = args.quick
     work = Path(tempfile.mkdtemp(prefix="oauth-bench-"))
     cert = make_server_cert(work)
@@ -523,6 +593,7 @@ def main() -> int:
                                                  rounds=3 if quick else 12,
                                                  seconds=1.5 if quick else 5),
             "profile": lambda: profile(work, cert.ca_file, ports, seconds=4 if quick else 20),
+            "counted": lambda: counted(work, cert.ca_file, ports, COUNTED_REQUESTS),
             "token_load": lambda: token_load(work, cert.ca_file, ports,
                                              [1, 10, 100] if quick else [1, 10, 100, 1000]),
             "rollover": lambda: rollover(work, cert.ca_file, ports, seconds=4 if quick else 12,
@@ -603,6 +674,25 @@ def report_profile(profile: dict) -> list[str]:
     return lines
 
 
+def report_counted(counted: dict) -> list[str]:
+    lines = [
+        "   Counted under callgrind, per request: instructions, and misses of a simulated "
+        "1 MiB cache (the same work gives the same counts, however busy the machine)"
+    ]
+    if "skipped" in counted:
+        return [*lines, f"   skipped: {counted['skipped']}"]
+    for scheme, variants in counted.items():
+        lines.append(f"   {scheme.upper()}")
+        trivial = variants["trivial addon"]
+        for name, v in variants.items():
+            instructions = v["instructions"] / trivial["instructions"]
+            misses = v["cache_misses"] / trivial["cache_misses"]
+            lines.append(f"   {name:<18} instructions {v['instructions']:11,.0f} "
+                         f"({instructions:.4f} x trivial)   cache misses "
+                         f"{v['cache_misses']:7,.0f} ({misses:.2f} x trivial)")  # fmt: skip
+    return lines
+
+
 def report_token_load(token_load: dict) -> list[str]:
     lines = ["3. Token endpoint: N concurrent cold-start requests → token fetches"]
     for n, t in token_load.items():
@@ -643,12 +733,14 @@ REPORTS = {
     "micro": report_micro,
     "side_by_side": report_side_by_side,
     "profile": report_profile,
+    "counted": report_counted,
     "token_load": report_token_load,
     "rollover": report_rollover,
     "startup": report_startup,
     "memory": report_memory,
 }
 SECTIONS = tuple(REPORTS)
+SLOW = ("profile", "counted")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 
 Plain HTTP goes as absolute-form requests; HTTPS through CONNECT and TLS, trusting `ca`.
 Modes: throughput (count responses per target for `duration` s), burst (one request each on
-`count` new connections at once), latency (per-request latency for `duration` s).
+`count` new connections at once), latency (per-request latency for `duration` s), sequential
+(`count` requests one after another on one connection: the same work every time).
 """
 
 from __future__ import annotations
@@ -104,7 +105,17 @@ async def latency(config: dict) -> dict:
     return {"samples": samples}
 
 
+async def sequential(config: dict) -> dict:
+    target = config["targets"][0]
+    connection = Connection(target["proxy"], target["url"], config.get("ca"))
+    await connection.open()
+    statuses = [await connection.get() for _ in range(config["count"])]
+    connection.close()
+    return {"statuses": statuses}
+
+
 if __name__ == "__main__":
     config = json.loads(sys.argv[1])
-    mode = {"throughput": throughput, "burst": burst, "latency": latency}[config["mode"]]
+    modes = {"throughput": throughput, "burst": burst, "latency": latency, "sequential": sequential}
+    mode = modes[config["mode"]]
     print(json.dumps(asyncio.run(mode(config))))
