@@ -393,6 +393,40 @@ def test_json_rules_files_read_like_yaml():
         parse('{"rules": [}')
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        MINIMAL,
+        "rules: [{name: a, methods: [GET, post], port: 8443, ratio: 1.5, on: yes, off: ~}]",
+        "1: one\ntrue: yes\n2024-01-02: date\n",
+        "a: !!str 123\nb: !!int '7'\nc: !!float '1'\nd: !!binary aGk=\ne: !!set {x}\n"
+        "f: !!omap [{a: 1}]\n",
+        "base: &b {token_url: u, scopes: s}\nrules:\n  - {<<: *b, name: r, =: v}\n",
+        "x-shared: &s [1, two]\nrules: [{name: a, list: *s}, {name: b, list: *s}]\n",
+        "'quoted': \"0x1F\"\nplain: 0x1F\nempty:\nkeys: {a: 1, a: 2}\n",
+    ],
+)
+def test_yaml_documents_read_as_pyyaml_safe_loader_reads_them(text):
+    from addon.rules import _parse
+
+    assert _parse(text) == yaml.load(text, Loader=yaml.CSafeLoader)
+
+
+def test_yaml_aliases_share_one_object_and_may_refer_to_themselves():
+    from addon.rules import _parse
+
+    shared = _parse("a: &s [1]\nb: *s\n")
+    assert shared["a"] is shared["b"]
+    looped = _parse("&top {self: *top, name: loop}")
+    assert looped["self"] is looped
+    assert looped["name"] == "loop"
+
+
+def test_a_yaml_key_that_cannot_be_a_key_is_a_clear_error():
+    with pytest.raises(RulesError, match="not valid YAML at line 1"):
+        parse("? [a, b]\n: list key\n")
+
+
 def test_reading_rules_leaves_the_garbage_collector_as_it_was():
     import gc
 
