@@ -409,7 +409,7 @@ def test_json_rules_files_read_like_yaml():
 def test_yaml_documents_read_as_pyyaml_safe_loader_reads_them(text):
     from addon.rules import _parse
 
-    assert _parse(text) == yaml.load(text, Loader=yaml.CSafeLoader)
+    assert _parse(text) == yaml.safe_load(text)
 
 
 def test_yaml_aliases_share_one_object_and_may_refer_to_themselves():
