@@ -10,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
+import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import CLIENT_SECRET, async_client, client, curl, rule, rules
 from tests.support.proxy import Mitmdump
@@ -303,3 +307,38 @@ def test_example_rules_file_starts(tmp_path: Path):
         assert proxy.port > 0
     assert "1 rule(s) loaded" in proxy.output
     assert isinstance(proxy, Mitmdump)
+
+
+def curl_http2(proxy, url: str, *args: str) -> tuple[int, str]:
+    """curl speaking HTTP/2 to mitmproxy inside the tunnel (with lazy server connections,
+    mitmproxy offers the client HTTP/2 whatever the upstream speaks)."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    version = subprocess.run(["curl", "-V"], capture_output=True, text=True, check=False)
+    if "HTTP2" not in version.stdout.split():
+        pytest.skip("curl was built without HTTP/2")
+    return curl(proxy, url, "--http2", *args)
+
+
+def test_http2_requests_get_the_token(start_proxy, idp, api_tls):
+    # The upstream speaks HTTP/1.1 only: mitmproxy translates.
+    proxy = start_proxy(rules(rule("api", api_tls, idp)),
+                        options={"connection_strategy": "lazy"})  # fmt: skip
+    status, _ = curl_http2(proxy, f"{api_tls.origin}/v1/items")
+    assert status == 200
+    assert f"GET {api_tls.origin}/v1/items HTTP/2.0" in proxy.output
+    assert api_tls.requests[0].header("Authorization") == "Bearer sentinel-token-1"
+
+
+def test_http2_authority_naming_another_host_gets_no_token(start_proxy, idp, api_tls):
+    proxy = start_proxy(rules(rule("api", api_tls, idp)),
+                        options={"connection_strategy": "lazy"})  # fmt: skip
+    # Tunnelled to the API, but its :authority (curl's Host header in HTTP/2) names another host.
+    status, _ = curl_http2(proxy, f"{api_tls.origin}/v1/items", "-H", "Host: other.example")
+    assert status == 200
+    assert f"GET {api_tls.origin}/v1/items HTTP/2.0" in proxy.output
+    assert "no token for a request to 127.0.0.1" in proxy.output
+    (seen,) = api_tls.requests  # passed on as the client sent it, without a token
+    assert seen.header("Host") == "other.example"
+    assert seen.header("Authorization") is None
+    assert idp.requests == []
