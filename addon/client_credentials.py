@@ -29,7 +29,7 @@ from addon.file_version import FileVersion, file_version
 from addon.injection import Injection, replace_fields
 from addon.matching import AmbiguousRequest, Destination, RuleIndex
 from addon.redaction import Redactor
-from addon.replay import Replayer, can_replay
+from addon.replay import Replayer, can_replay, upstream_proxy
 from addon.rules import Credentials, Rule, keep_unchanged, load_rules
 from addon.status import format_table, status_rows, summary
 from addon.token import Token
@@ -335,6 +335,8 @@ class ClientCredentials:
                 renewed,
                 verify=not ctx.options.ssl_insecure,
                 ca_file=ctx.options.ssl_verify_upstream_trusted_ca,
+                proxy=upstream_proxy(flow.client_conn.proxy_mode),
+                proxy_auth=ctx.options.upstream_auth,
             )
         except Exception as e:  # keep the first answer, and say why
             log.warning("rule %s: replay failed (%s); keeping the first answer", rule.name, e)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 
 import httpx
 from mitmproxy import http
+from mitmproxy.proxy import mode_specs
 
 from addon.client_tls import tls_context
 from addon.injection import Injection, replace_fields
@@ -32,23 +34,44 @@ def can_replay(flow: http.HTTPFlow) -> bool:
     )
 
 
+_Route = tuple[bool, str | None, str | None, str | None]
+"""How a replay is sent: verify, CA file, upstream proxy, its "user:password"."""
+
+
+def upstream_proxy(mode: mode_specs.ProxyMode) -> str | None:
+    """The proxy that mitmproxy sends a flow of `mode` through, as a URL (upstream mode)."""
+    if not isinstance(mode, mode_specs.UpstreamMode):
+        return None
+    host, port = mode.address
+    return f"{mode.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
 class Replayer:
-    """Sends a request again, straight to its destination, with mitmproxy's upstream trust."""
+    """Sends a request again the way mitmproxy sent it: to its destination, through the
+    upstream proxy if there is one, with mitmproxy's upstream trust."""
 
     def __init__(self) -> None:
-        self._clients: dict[tuple[bool, str | None], httpx.AsyncClient] = {}
+        self._clients: dict[_Route, httpx.AsyncClient] = {}
 
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
 
-    def _client(self, verify: bool, ca_file: str | None) -> httpx.AsyncClient:
-        key = (verify, ca_file)
+    def _client(
+        self, verify: bool, ca_file: str | None, proxy: str | None, proxy_auth: str | None
+    ) -> httpx.AsyncClient:
+        key = (verify, ca_file, proxy, proxy_auth)
         if key not in self._clients:
-            context = tls_context(ca_file, None) if verify else False
+            context = tls_context(ca_file, None) if verify else _unverified()
+            via = None
+            if proxy is not None:
+                user, _, password = (proxy_auth or "").partition(":")
+                auth = (user, password) if proxy_auth else None
+                tls = context if proxy.startswith("https:") else None  # TLS to the proxy
+                via = httpx.Proxy(proxy, auth=auth, ssl_context=tls)
             self._clients[key] = httpx.AsyncClient(
-                trust_env=False, follow_redirects=False, verify=context, timeout=30
+                trust_env=False, follow_redirects=False, verify=context, timeout=30, proxy=via
             )
         return self._clients[key]
 
@@ -59,13 +82,19 @@ class Replayer:
         *,
         verify: bool = True,
         ca_file: str | None = None,
+        proxy: str | None = None,
+        proxy_auth: str | None = None,
     ) -> http.Response:
-        """The upstream's answer to `request` sent again with `injection` (body not decoded)."""
+        """The upstream's answer to `request` sent again with `injection` (body not decoded).
+
+        `proxy`: the upstream proxy's URL, `proxy_auth` its "user:password" (mitmproxy's
+        `upstream_auth`), for mitmproxy's upstream mode.
+        """
         fields = tuple(
             f for f in request.headers.fields if f[0].decode("latin-1").lower() not in HOP_BY_HOP
         )
         headers = replace_fields(fields, injection.replaced, injection.fields)
-        client = self._client(verify, ca_file)
+        client = self._client(verify, ca_file, proxy, proxy_auth)
         started = time.time()
         async with client.stream(
             request.method, request.url, headers=headers, content=request.raw_content
@@ -86,3 +115,11 @@ class Replayer:
             timestamp_start=started,
             timestamp_end=time.time(),
         )
+
+
+def _unverified() -> ssl.SSLContext:
+    """For `ssl_insecure`: TLS without checking the peer, as mitmproxy does then."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

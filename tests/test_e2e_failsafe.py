@@ -285,6 +285,38 @@ def test_retry_on_401_replays_idempotent_requests_once(start_proxy, idp):
     ]
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_retry_on_401_replays_through_the_upstream_proxy(start_proxy, idp, server_cert, scheme):
+    """In upstream mode the replay takes the way the request took, with the proxy's credentials."""
+    revoked = {"sentinel-token-1"}
+
+    def api_handler(request: Recorded) -> Reply:
+        token = (request.header("Authorization") or "").removeprefix("Bearer ")
+        return Reply(401 if token in revoked else 200)
+
+    tls = server_cert if scheme == "https" else None
+    with RecordingServer(api_handler, tls=tls) as api:
+        # A second mitmdump as the corporate proxy: 407 without the credentials, and it tunnels
+        # TLS as it is, as such proxies do.
+        corporate = start_proxy(
+            rules(rule("elsewhere", idp, idp)),
+            options={"proxyauth": "user:pass", "ignore_hosts": ".*"},
+        )
+        proxy = start_proxy(
+            rules(rule("api", api, idp, retry_on_401=True)),
+            options={"mode": f"upstream:{corporate.url}", "upstream_auth": "user:pass"},
+        )
+        with client(proxy) as http:
+            replayed = http.get(f"{api.origin}/x")
+    assert replayed.status_code == 200
+    assert [r.header("Authorization") for r in api.requests] == [
+        "Bearer sentinel-token-1",
+        "Bearer sentinel-token-2",
+    ]
+    # The request, then its replay, each on its own connection through the corporate proxy.
+    assert corporate.output.count(f"server connect {api.host}:{api.port}") == 2
+
+
 # -- configuration and secrets ---------------------------------------------------------
 
 

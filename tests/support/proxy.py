@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon" / "client_credentials.py"
 # If the token client honoured proxy variables, it would hit this dead port and fail.
 DEAD_PROXY = "http://127.0.0.1:9"
-_LISTENING = re.compile(r"proxy listening at .*?:(\d+)")
+_LISTENING = re.compile(r"proxy (?:\(\w+ mode\) )?listening at .*?:(\d+)")
 
 
 class Mitmdump:
