@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +64,13 @@ def rules_files(work: Path, ports: dict) -> tuple[Path, Path]:
     for path, count in zip(files, (1, 10_000), strict=True):
         path.write_text(rules_text(count, ports["http"], ports["https"], token_url))
     return files
+
+
+def measured_variants(work: Path, ports: dict) -> list[tuple[str, Path | None, Path | None]]:
+    """(name, script, rules) of the variants profiled and counted: plain, trivial, ours twice."""
+    one, many = rules_files(work, ports)
+    return [("plain", None, None), ("trivial addon", TRIVIAL, None),
+            ("ours, 1 rule", ADDON, one), ("ours, 10k rules", ADDON, many)]  # fmt: skip
 
 
 class Proxy:
@@ -256,10 +264,8 @@ def profile(work: Path, ca: Path, ports: dict, seconds: float) -> dict:
     with the machine's load. The samples count what the hooks do; the collector's time,
     what their allocations cost later.
     """
-    one, many = rules_files(work, ports)
     gc_time = ROOT / "scripts" / "benchlib" / "gc_time.py"
-    variants = [("plain", None, None), ("trivial addon", TRIVIAL, None),
-                ("ours, 1 rule", ADDON, one), ("ours, 10k rules", ADDON, many)]  # fmt: skip
+    variants = measured_variants(work, ports)
     results: dict = {}
     for scheme in ("http", "https"):
         proxies = [Proxy(name, work, ca, script, rules, also=(gc_time,),
@@ -350,9 +356,7 @@ def counted(work: Path, ca: Path, ports: dict, requests: int) -> dict:
     """
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         return {"skipped": "valgrind is not installed"}
-    one, many = rules_files(work, ports)
-    variants = [("plain", None, None), ("trivial addon", TRIVIAL, None),
-                ("ours, 1 rule", ADDON, one), ("ours, 10k rules", ADDON, many)]  # fmt: skip
+    variants = measured_variants(work, ports)
     ca_file = str(work / "confdir" / "mitmproxy-ca-cert.pem")
     results: dict = {}
     for scheme in ("http", "https"):
@@ -660,36 +664,42 @@ def report_side_by_side(side_by_side: dict) -> list[str]:
 
 
 def report_profile(profile: dict) -> list[str]:
-    lines = ["   Where mitmdump's CPU goes, side by side: share of py-spy samples in the addon's "
-             "code; CPU time of the garbage collector's young and full collections"]  # fmt: skip
-    if "skipped" in profile:
-        return [*lines, f"   skipped: {profile['skipped']}"]
-    for scheme, variants in profile.items():
-        lines.append(f"   {scheme.upper()}")
-        for name, v in variants.items():
-            share = f"{v['share'] * 100:5.2f} %" if "share" in v else "      -"
-            lines.append(f"   {name:<18} code {share}   young collections "
-                         f"{v['young_gc_us_per_request']:5.1f} µs/request   full collections "
-                         f"{v['full_gcs']} x {v['full_gc_ms_each']:.0f} ms")  # fmt: skip
-    return lines
+    def line(name: str, v: dict, variants: dict) -> str:
+        share = f"{v['share'] * 100:5.2f} %" if "share" in v else "      -"
+        return (f"   {name:<18} code {share}   young collections "
+                f"{v['young_gc_us_per_request']:5.1f} µs/request   full collections "
+                f"{v['full_gcs']} x {v['full_gc_ms_each']:.0f} ms")  # fmt: skip
+
+    title = ("   Where mitmdump's CPU goes, side by side: share of py-spy samples in the addon's "
+             "code; CPU time of the garbage collector's young and full collections")  # fmt: skip
+    return _per_scheme_and_variant(title, profile, line)
 
 
 def report_counted(counted: dict) -> list[str]:
-    lines = [
-        "   Counted under callgrind, per request: instructions, and misses of a simulated "
-        "1 MiB cache (they repeat within 0.1-0.3 %, however busy the machine)"
-    ]
-    if "skipped" in counted:
-        return [*lines, f"   skipped: {counted['skipped']}"]
-    for scheme, variants in counted.items():
-        lines.append(f"   {scheme.upper()}")
+    def line(name: str, v: dict, variants: dict) -> str:
         trivial = variants["trivial addon"]
-        for name, v in variants.items():
-            instructions = v["instructions"] / trivial["instructions"]
-            misses = v["cache_misses"] / trivial["cache_misses"]
-            lines.append(f"   {name:<18} instructions {v['instructions']:11,.0f} "
-                         f"({instructions:.4f} x trivial)   cache misses "
-                         f"{v['cache_misses']:7,.0f} ({misses:.2f} x trivial)")  # fmt: skip
+        instructions = v["instructions"] / trivial["instructions"]
+        misses = v["cache_misses"] / trivial["cache_misses"]
+        return (f"   {name:<18} instructions {v['instructions']:11,.0f} "
+                f"({instructions:.4f} x trivial)   cache misses "
+                f"{v['cache_misses']:7,.0f} ({misses:.2f} x trivial)")  # fmt: skip
+
+    title = ("   Counted under callgrind, per request: instructions, and misses of a simulated "
+             "1 MiB cache (they repeat within 0.1-0.3 %, however busy the machine)")  # fmt: skip
+    return _per_scheme_and_variant(title, counted, line)
+
+
+def _per_scheme_and_variant(
+    title: str, part: dict, line: Callable[[str, dict, dict], str]
+) -> list[str]:
+    """A part measured per scheme and variant: its title, then why it was skipped, or a line
+    per variant (`line(name, result, all results of the scheme)`) under each scheme."""
+    if "skipped" in part:
+        return [title, f"   skipped: {part['skipped']}"]
+    lines = [title]
+    for scheme, variants in part.items():
+        lines.append(f"   {scheme.upper()}")
+        lines += [line(name, v, variants) for name, v in variants.items()]
     return lines
 
 
