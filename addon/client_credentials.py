@@ -240,8 +240,9 @@ class ClientCredentials:
         try:
             rule = self.rules.match(destination(flow))
         except AmbiguousRequest as e:
-            log.info("no token for a request to %s: %s", flow.request.host, e)
-            annotate(flow, {"action": "ambiguous", "reason": str(e)}, f"no token: {e}")
+            if e.host is not None and self.rules.covers(e.host):  # else: not ours to judge
+                log.info("no token for a request to %s: %s", e.host, e)
+                annotate(flow, {"action": "ambiguous", "reason": str(e)}, f"no token: {e}")
             return None
         if rule is None:
             return None
@@ -396,17 +397,18 @@ class ClientCredentials:
 def destination(flow: http.HTTPFlow) -> Destination:
     """The request's real target as mitmproxy will connect to it.
 
-    Host headers, HTTP/2 `:authority` and TLS SNI must agree with it, or the
-    request is ambiguous (`AmbiguousRequest`).
+    The Host header, the request line's or HTTP/2's authority and TLS SNI
+    must agree with it, or the request is ambiguous (`AmbiguousRequest`).
     """
     request = flow.request
     data = request.data
-    names = tuple([value for name, value in data.headers.fields if name.lower() == b"host"])
-    if data.authority and (request.is_http2 or request.is_http3):
-        # In HTTP/1 the authority is the request line's, which the destination came from.
-        names += (data.authority,)
-    sni = flow.client_conn.sni
-    return _destination(data.scheme, data.host, data.port, data.path, data.method, names, sni)
+    hosts = tuple([value for name, value in data.headers.fields if name.lower() == b"host"])
+    # The authority is the request line's in HTTP/1 (absolute-form; mitmproxy
+    # empties it once it has taken the destination from it) or HTTP/2's `:authority`.
+    return _destination(
+        data.scheme, data.host, data.port, data.path, data.method, hosts, data.authority,
+        flow.client_conn.sni,
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=4096)
@@ -416,18 +418,24 @@ def _destination(
     port: int,
     path: bytes,
     method: bytes,
-    names: tuple[bytes, ...],
+    hosts: tuple[bytes, ...],
+    authority: bytes,
     sni: str | None,
 ) -> Destination:
     """`destination` from the request's raw parts: most requests repeat an earlier one's."""
-    other_names = [name.decode("utf-8", "surrogateescape") for name in names]
+    names = [name.decode("utf-8", "surrogateescape") for name in hosts]
+    if authority:
+        names.append(authority.decode("utf-8", "surrogateescape"))
     if sni:
-        other_names.append(sni)
-    return Destination.of(
+        names.append(sni)
+    dest = Destination.of(
         scheme.decode("utf-8", "surrogateescape"), host, port,
         path.decode("utf-8", "surrogateescape"), method.decode("utf-8", "surrogateescape"),
-        other_names=other_names,
+        other_names=names,
     )  # fmt: skip
+    if len(hosts) > 1:  # servers and front ends disagree on which one counts
+        raise AmbiguousRequest("the request has more than one Host header", dest.host)
+    return dest
 
 
 def read_rules(path: str, previous: RuleIndex | None = None) -> RuleIndex:

@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from addon.hosts import normalise_host
+from addon.hosts import connect_host, wire_host
 from addon.rules import Credentials, Rule, credential_sets
 
 NEVER_INJECTED = frozenset({"TRACE", "TRACK", "CONNECT"})
@@ -30,10 +30,19 @@ REMEMBERED = 4096
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PATH_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=:@/%]*")
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 class AmbiguousRequest(ValueError):
-    """The request could be read as going to more than one place: it gets no token."""
+    """The request could be read as going to more than one place: it gets no token.
+
+    `host` is the destination's host when it could be read, so that traffic
+    to hosts no rule names can be left alone.
+    """
+
+    def __init__(self, message: str, host: str | None = None) -> None:
+        super().__init__(message)
+        self.host = host
 
 
 class Destination(NamedTuple):
@@ -63,36 +72,43 @@ class Destination(NamedTuple):
         """Normalise as rules are; raise `AmbiguousRequest` if `other_names` disagree.
 
         `other_names` are the other places a request names its host: Host
-        headers, `:authority`, SNI. Each must be the same host (and the same
-        port, where it has one).
+        headers, `:authority`, SNI. Each must be the same host, spelt in ASCII
+        as a server compares it (and the same port, where it has one).
         """
-        scheme = scheme.lower()
-        host = _host(host)
+        try:
+            host = connect_host(host)
+        except ValueError as e:
+            raise AmbiguousRequest(f"the host {_quoted(host)} is {e}") from None
         for name in other_names:
-            other_host, other_port = _named(name)
+            other_host, other_port = _named(name, host)
             if other_host != host:
-                raise AmbiguousRequest(f"the request also names the host {name!r}")
+                raise AmbiguousRequest(f"the request also names the host {_quoted(name)}", host)
             if other_port is not None and other_port != port:
-                raise AmbiguousRequest(f"the request also names the port {other_port}")
-        return cls(scheme, host, port, canonical_path(path), method.upper())
+                raise AmbiguousRequest(f"the request also names the port {other_port}", host)
+        return cls(scheme.lower(), host, port, canonical_path(path), method.upper())
+
+
+def _named(name: str, destination: str) -> tuple[str, int | None]:
+    """A Host header, `:authority` or SNI value as (host, port), read as a server reads it."""
+    try:
+        host, port = split_host_port(name)
+        return wire_host(host), port
+    except ValueError as e:
+        message = f"the request also names {_quoted(name)}, which is {e}"
+        raise AmbiguousRequest(message, destination) from None
+
+
+def _quoted(name: str) -> str:
+    """A name for a message: quoted, and cut short (a Host header can be kilobytes long)."""
+    return repr(name) if len(name) <= 80 else f"{name[:80]!r}…"
 
 
 @functools.lru_cache(maxsize=4096)
-def _named(name: str) -> tuple[str, int | None]:
-    """A Host header, `:authority` or SNI value as (normalised host, port)."""
-    host, port = split_host_port(name)
-    return _host(host), port
-
-
-def _host(name: str) -> str:
-    try:
-        return normalise_host(name)
-    except ValueError as e:
-        raise AmbiguousRequest(f"the host {name!r} is {e}") from None
-
-
 def split_host_port(authority: str) -> tuple[str, int | None]:
-    """`host:port` → (host, port); IPv6 literals in brackets."""
+    """`host:port` → (host, port); IPv6 literals in brackets. Raises ValueError.
+
+    A port is one to five ASCII digits: `²` or `٨٠` are digits to Python, not to a server.
+    """
     authority = authority.strip()
     if authority.startswith("["):
         end = authority.find("]") + 1
@@ -104,8 +120,8 @@ def split_host_port(authority: str) -> tuple[str, int | None]:
         return authority, None
     if not rest:
         return host, None
-    if not rest.startswith(":") or not rest[1:].isdigit():
-        raise AmbiguousRequest(f"the request also names {authority!r}")
+    if not rest.startswith(":") or not _PORT.fullmatch(rest[1:]) or int(rest[1:]) > 65535:
+        raise ValueError("not host:port")
     return host, int(rest[1:])
 
 
@@ -167,6 +183,13 @@ class RuleIndex:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    def covers(self, host: str) -> bool:
+        """Whether any rule names `host` (normalised), exactly or by wildcard."""
+        if host in self._exact:
+            return True
+        label, _, parent = host.partition(".")
+        return bool(label and parent in self._wildcard)
 
     def dismantle(self) -> None:
         """Empty this retired index a rule at a time, in a thread beside the event loop.

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from addon.errors import RulesError, TokenError
-from addon.hosts import normalise_host
+from addon.hosts import connect_host, normalise_host, wire_host
 from addon.matching import AmbiguousRequest, Destination, canonical_path
 from addon.rules import parse_rules
 from addon.token import MAX_EXPIRES_IN, parse_token_response
@@ -158,8 +158,19 @@ def test_hosts_normalise_or_fail_cleanly(host):
     assert normalised == normalised.lower()
 
 
+@given(st.text(max_size=60))
+def test_names_a_request_gives_are_ascii_or_refused(name):
+    try:
+        host = wire_host(name)
+    except ValueError:
+        return
+    assert name.isascii()
+    assert host == wire_host(host) == host.lower()
+
+
 @given(st.text(max_size=40), st.lists(st.text(max_size=40), max_size=3), st.text(max_size=40))
 def test_destinations_build_or_are_ambiguous(host, names, path):
     with contextlib.suppress(AmbiguousRequest):
         dest = Destination.of("https", host, 443, path, "GET", other_names=names)
-        assert dest.host == normalise_host(host)
+        assert dest.host == connect_host(host)
+        assert all(name.isascii() for name in names)

@@ -252,3 +252,51 @@ def test_a_dismantled_index_holds_no_rule():
     assert index.credential_sets == {}
     assert index.match(dest()) is None
     assert index.match(dest("x.example.org")) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "api.exam\u200bple.com",  # zero-width space: IDNA 2003 drops it, servers do not
+        "api.exam\u00adple.com",  # soft hyphen
+        "\uff41\uff50\uff49.example.com",  # full-width letters
+        "api.example.\u212aom",  # Kelvin sign: lower() makes it an ASCII "k"
+        "api.example.com:\uff14\uff14\uff13",  # full-width digits
+        "api.example.com:٤٤٣",  # Arabic-Indic digits
+        "api.example.com:²",
+        "api.example.com:" + "4" * 5000,
+        "api.example.com:65979",
+        "api.example.com:+443",
+    ],
+)
+def test_names_are_compared_as_a_server_reads_them(name):
+    with pytest.raises(AmbiguousRequest) as raised:
+        Destination.of("https", "api.example.com", 443, "/", "GET", other_names=[name])
+    assert raised.value.host == "api.example.com"
+    assert len(str(raised.value)) < 200
+
+
+def test_a_destination_is_the_host_the_resolver_is_asked_for():
+    # mitmproxy reads `xn--zca.com` (ß.com) from a request line as "ß.com"; the socket
+    # layer then resolves "ss.com" (IDNA 2003), so that is where the request goes.
+    assert Destination.of("https", "ß.com", 443, "/", "GET").host == "ss.com"
+    with pytest.raises(AmbiguousRequest):
+        Destination.of("https", "ß.com", 443, "/", "GET", other_names=["xn--zca.com"])
+    assert dest("bücher.example", other_names=["XN--BCHER-KVA.example:443"]).host == (
+        "xn--bcher-kva.example"
+    )
+
+
+def test_an_unreadable_destination_names_no_host():
+    with pytest.raises(AmbiguousRequest) as raised:
+        Destination.of("https", "a..example.com", 443, "/", "GET", other_names=["x"])
+    assert raised.value.host is None
+
+
+def test_the_index_knows_which_hosts_it_covers():
+    index = RuleIndex([rule("a", "api.example.com"), rule("w", "*.example.org")])
+    assert index.covers("api.example.com")
+    assert index.covers("x.example.org")
+    assert not index.covers("example.org")
+    assert not index.covers("x.y.example.org")
+    assert not index.covers("other.example.com")

@@ -475,3 +475,17 @@ def test_a_reload_keeps_the_objects_of_unchanged_rules_and_credential_sets():
     assert c == edited[2]  # with a new credential set
     assert c.credentials is edited[2].credentials
     assert credential_sets([a, b, c]) == {a.credentials: ("a", "b"), c.credentials: ("c",)}
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "local\u200bhost",  # zero-width space
+        "ex\u00adample.com",  # soft hyphen
+        "\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com",  # full-width letters
+        "bü\u200dcher.example",  # zero-width joiner
+    ],
+)
+def test_hosts_are_not_folded_into_other_names(host):
+    with pytest.raises(RulesError, match=r"match\.host"):
+        parse(rule_with(match=f"{{host: '{host}'}}"))
