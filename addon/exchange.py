@@ -57,22 +57,32 @@ def redact_request_body(content_type: str, body: bytes) -> bytes:
 
 
 def redact_token_response(content_type: str, body: bytes, redactor: Redactor) -> bytes:
-    """A token response with its tokens replaced by fingerprints; anything else scrubbed."""
+    """A token response with its tokens replaced by fingerprints; anything else scrubbed.
+
+    JSON is read as `json.loads` reads bytes (a UTF-8 byte order mark, UTF-16
+    and UTF-32 included), as the token parser does, so what it found a token
+    in is shown with the token cut out.
+    """
     media_type = content_type.split(";", 1)[0].strip().lower()
-    text = body.decode("utf-8", "replace")
+    text = body.decode(_json_encoding(body), "replace")
     if media_type in _FORM_TYPES:
-        pairs = parse_qsl(text, keep_blank_values=True)
+        pairs = parse_qsl(text.removeprefix("\ufeff"), keep_blank_values=True)
         if pairs:
             return urlencode([(k, _fingerprinted(k, v)) for k, v in pairs], safe="[]:").encode()
     else:
         try:
-            document = json.loads(text)
-        except ValueError:
+            document = json.loads(body)
+        except (ValueError, RecursionError):
             document = None
         if isinstance(document, dict):
             clean = {k: _fingerprinted(k, v) for k, v in document.items()}
             return redactor.redact(json.dumps(clean, indent=2)).encode()
     return redactor.redact(text).encode()
+
+
+def _json_encoding(body: bytes) -> str:
+    """The encoding `json.loads` would read `body` in; UTF-8 for bodies too short to tell."""
+    return json.detect_encoding(body) if body else "utf-8"
 
 
 def _fingerprinted(key: str, value: object) -> object:

@@ -174,6 +174,7 @@ class TokenClient:
                     f"({type(e).__name__}: {e})"
                 ) from None
             token = _token_from(response, content)
+            self.redactor.add(token.access_token.reveal())  # before the exchange is shown
             problem = None
             return token
         except TokenError as e:
@@ -209,7 +210,10 @@ class TokenClient:
                 exchange,
                 status=response.status_code,
                 reason=response.reason_phrase,
-                response_headers=list(response.headers.multi_items()),
+                response_headers=[
+                    (name, self.redactor.redact(value))
+                    for name, value in response.headers.multi_items()
+                ],
                 response_body=redact_token_response(content_type, content, self.redactor),
                 error=None,
             )
