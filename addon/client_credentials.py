@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 import weakref
@@ -20,6 +19,9 @@ import mitmproxy.flow
 from mitmproxy import command, connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
+from addon.access import client_address
+from addon.allowed_clients import AllowedClients
+from addon.annotations import METADATA, annotate
 from addon.backoff import Backoff
 from addon.errors import RulesError, TokenError
 from addon.events import EventLog
@@ -29,8 +31,10 @@ from addon.file_version import FileVersion, file_version
 from addon.injection import Injection, replace_fields
 from addon.matching import AmbiguousRequest, Destination, RuleIndex
 from addon.redaction import Redactor
+from addon.refusals import Refusals
 from addon.replay import Replayer, can_replay, upstream_proxy
 from addon.rules import Credentials, Rule, keep_unchanged, load_rules
+from addon.self_access import SelfAccess
 from addon.status import format_table, status_rows, summary
 from addon.token import Token
 from addon.token_cache import (
@@ -48,8 +52,6 @@ log = logging.getLogger("addon")
 for _noisy in ("httpx", "httpcore"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
-METADATA = "oauth"
-"""The `flow.metadata` key for what the addon did to a flow."""
 EXCHANGE = "oauth_exchange"
 """Marks the flows that show token exchanges: they are never proxied or matched."""
 
@@ -66,7 +68,13 @@ _MINIMUMS = {
 
 
 class ClientCredentials:
-    def __init__(self) -> None:
+    def __init__(
+        self, refusals: Refusals | None = None, clients: AllowedClients | None = None
+    ) -> None:
+        self.refusals = refusals or Refusals()
+        """Answers the requests this addon refuses, in place of their upstream."""
+        self.clients = clients or AllowedClients()
+        """Who may have the requests this addon gives tokens to."""
         self.rules: RuleIndex | None = None
         """None until a rules file has loaded: until then every request is refused."""
         self.started = False
@@ -166,6 +174,10 @@ class ClientCredentials:
         self._watcher = asyncio.get_running_loop().create_task(self.watch_rules())
 
     async def done(self) -> None:
+        # Flows still in flight are saved after this (`save_stream_file`): not with their token.
+        for flow, given in list(self.injections.items()):
+            self.redact(flow, given)
+        self.injections.clear()
         if self._watcher is not None:
             self._watcher.cancel()
         log.info("%s", summary(self.cache.status(), self.injected, self.refused))
@@ -225,17 +237,17 @@ class ClientCredentials:
         if flow.metadata.get(EXCHANGE):  # shown, never sent: not even on a replay from the UI
             flow.kill()
             return None
-        if flow.response is not None:
+        if flow.response is not None or flow.error is not None or self.refusals.diverted(flow):
             return None
         try:
             return self.inject(flow)
         except Exception:  # a bug of ours must not let the request go without its token
-            fail_closed(flow)
+            self.fail_closed(flow)
             return None
 
     def inject(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if self.rules is None:
-            refuse(flow, None, {"message": "no valid rules file is loaded"})
+            self.refuse(flow, None, {"message": "no valid rules file is loaded"})
             return None
         try:
             rule = self.rules.match(destination(flow))
@@ -250,6 +262,9 @@ class ClientCredentials:
             annotate(flow, {"action": "kept", "rule": rule.name},
                      f"rule {rule.name}: the client's own {rule.header_name} is kept")  # fmt: skip
             return None
+        if not self.clients.may_use(flow):
+            self.refuse_client(flow, rule)
+            return None
         token = self.cache.cached(rule.credentials)
         if token is None:
             return self.fetch_and_apply(flow, rule)
@@ -262,11 +277,39 @@ class ClientCredentials:
         except TokenError as e:
             self.refuse_for(flow, rule, e)
         except Exception:  # as in requestheaders: fail closed
-            fail_closed(flow)
+            self.fail_closed(flow)
+
+    def refuse_client(self, flow: http.HTTPFlow, rule: Rule) -> None:
+        self.refused[rule.name] += 1
+        address = client_address(flow.client_conn.peername)
+        message = (
+            f"client {address} may not use this proxy's tokens: it is not in "
+            "oauth_allowed_clients and did not authenticate to the proxy (proxyauth)"
+        )
+        log.warning("rule %s: refused a request from %s: not an allowed client", rule.name, address)
+        body: dict[str, object] = {"error": "client_not_allowed", "rule": rule.name,
+                                   "message": message}  # fmt: skip
+        annotate(flow, {"action": "refused", **body}, f"rule {rule.name}: 403: {message}")
+        flow.marked = ":warning:"
+        self.refusals.refuse(flow, 403, body)
 
     def refuse_for(self, flow: http.HTTPFlow, rule: Rule, error: TokenError) -> None:
         self.refused[rule.name] += 1
-        refuse(flow, rule, error.as_dict())
+        self.refuse(flow, rule, error.as_dict())
+
+    def refuse(self, flow: http.HTTPFlow, rule: Rule | None, details: dict[str, str | int]) -> None:
+        """Answer in place of the upstream: a request never leaves without its token."""
+        body = {"error": "token_unavailable", "rule": rule.name if rule else None, **details}
+        name = f"rule {rule.name}" if rule else "no rule"
+        annotate(
+            flow, {"action": "refused", **body}, f"{name}: no token, 502: {details['message']}"
+        )
+        flow.marked = ":warning:"
+        self.refusals.refuse(flow, 502, body)
+
+    def fail_closed(self, flow: http.HTTPFlow) -> None:
+        log.exception("unexpected error in the token addon; the request is refused")
+        self.refuse(flow, None, {"message": "internal error in the token addon"})
 
     def apply(self, flow: http.HTTPFlow, rule: Rule, token: Token) -> None:
         """Put the token on the request, or refuse the request if the token may not be sent."""
@@ -444,27 +487,6 @@ def read_rules(path: str, previous: RuleIndex | None = None) -> RuleIndex:
     return RuleIndex(rules if previous is None else keep_unchanged(rules, previous.rules))
 
 
-def fail_closed(flow: http.HTTPFlow) -> None:
-    log.exception("unexpected error in the token addon; the request is refused")
-    refuse(flow, None, {"message": "internal error in the token addon"})
-
-
-def refuse(flow: http.HTTPFlow, rule: Rule | None, details: dict[str, str | int]) -> None:
-    """Answer in place of the upstream: a request never leaves without its token."""
-    flow.request.stream = False  # mitmproxy cannot answer a request it is streaming
-    body = {"error": "token_unavailable", "rule": rule.name if rule else None, **details}
-    flow.response = http.Response.make(502, json.dumps(body), {"Content-Type": "application/json"})
-    flow.marked = ":warning:"
-    name = f"rule {rule.name}" if rule else "no rule"
-    annotate(flow, {"action": "refused", **body}, f"{name}: no token, 502: {details['message']}")
-
-
-def annotate(flow: http.HTTPFlow, metadata: dict[str, object], comment: str) -> None:
-    """Say what the addon did, in the flow list (comment) and as data (metadata)."""
-    flow.metadata[METADATA] = metadata
-    flow.comment = f"oauth: {comment}"
-
-
 def exchange_flow(exchange: Exchange, rules: tuple[str, ...]) -> http.HTTPFlow:
     """A flow that shows a token exchange; it is never sent anywhere."""
     parts = urlsplit(exchange.url)
@@ -508,4 +530,5 @@ def _is_mitmdump() -> bool:
     return type(ctx.master).__name__ == "DumpMaster"
 
 
-addons = [ClientCredentials()]
+_refusals, _clients = Refusals(), AllowedClients()
+addons = [_refusals, _clients, SelfAccess(_refusals), ClientCredentials(_refusals, _clients)]

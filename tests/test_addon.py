@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from addon.client_credentials import ClientCredentials
 from addon.errors import TokenError
+from addon.refusals import CARRIER, Refusals
 from addon.rules import Credentials
 from addon.secret import Secret
 from addon.token import Token
@@ -98,7 +100,7 @@ def test_host_header_does_not_steer_the_token(rules_file):
     assert f.request.headers["Authorization"] == "Basic client-own"
 
 
-def test_token_error_answers_502_and_stops_streaming(rules_file):
+def test_token_error_answers_502(rules_file):
     addon = ClientCredentials()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth_rules=str(rules_file))
@@ -106,15 +108,46 @@ def test_token_error_answers_502_and_stops_streaming(rules_file):
             [], TokenError("nope", status=400, error="invalid_scope")
         )
         f = flow()
-        f.request.stream = True
         run(addon, f)
-    assert f.request.stream is False
     assert f.response.status_code == 502
     body = json.loads(f.response.content)
     assert body == {
         "error": "token_unavailable", "rule": "api", "message": "nope",
         "token_endpoint_status": 400, "token_endpoint_error": "invalid_scope",
     }  # fmt: skip
+
+
+def test_a_refused_streamed_request_goes_to_the_refusal_endpoint_or_nowhere(rules_file):
+    """mitmproxy cannot answer a request whose body it streams: the endpoint answers it."""
+    refusals = Refusals()
+    addon = ClientCredentials(refusals)
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file))
+        addon.cache._fetch = token_fetcher([], TokenError("nope", status=400))
+        killed = flow()
+        killed.request.stream = True
+        run(addon, killed)  # the endpoint is not running: nothing may go anywhere
+        diverted = flow()
+        diverted.request.stream = True
+
+        async def refuse_with_the_endpoint_running() -> None:
+            await refusals.running()
+            await addon.requestheaders(diverted) or None
+            await refusals.done()
+
+        asyncio.run(refuse_with_the_endpoint_running())
+    assert killed.error is not None
+    assert killed.response is None
+    assert diverted.response is None
+    assert (diverted.request.host, diverted.server_conn.address) == (
+        "127.0.0.1", ("127.0.0.1", diverted.request.port),
+    )  # fmt: skip
+    status, _, carried = diverted.request.headers[CARRIER].partition(" ")
+    assert status == "502"
+    assert json.loads(base64.urlsafe_b64decode(carried))["message"].startswith("nope")
+    refusals.response(diverted)
+    assert diverted.request.url == "https://api.example.com/v1/x"
+    assert CARRIER not in diverted.request.headers
 
 
 def test_unexpected_exception_fails_closed(rules_file, caplog):

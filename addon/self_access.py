@@ -1,0 +1,94 @@
+"""Refusing requests to this mitmproxy itself: its listen addresses and its web interface.
+
+Through the proxy, a client reaches 127.0.0.1 as the proxy does. mitmweb's API
+listens there: a client could read other clients' flows, tokens in flight
+among them, and change options such as `oauth_redact_flows` (CVE-2025-23217,
+fixed in mitmproxy 11.1.2, which needs Python 3.12). This addon refuses such
+requests whatever the mitmproxy version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import time
+
+from mitmproxy import ctx, http
+from mitmproxy.proxy import server_hooks
+
+from addon.access import is_local_address, is_this_machine
+from addon.annotations import annotate
+from addon.hosts import connect_host
+from addon.refusals import Refusals
+
+REFRESH = 1.0
+"""Seconds for which the proxy's own addresses are taken as known (they change with options)."""
+MESSAGE = "this proxy does not forward requests to itself (its listen addresses, its web interface)"
+
+
+class SelfAccess:
+    def __init__(self, refusals: Refusals) -> None:
+        self.refusals = refusals
+        self._ports: frozenset[int] = frozenset()
+        self._names: frozenset[str] = frozenset()
+        self._known_until = 0.0
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        self.refuse_if_self(flow)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None:
+            self.refuse_if_self(flow)
+
+    async def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """The last check, on what the name resolves to: `localtest.me` is 127.0.0.1 too."""
+        server = data.server
+        if server.error or not server.address or server.address[1] not in self.ports():
+            return
+        host, port = server.address[:2]
+        try:
+            found = await asyncio.get_running_loop().getaddrinfo(host, port)
+        except OSError:
+            return  # mitmproxy's own attempt will fail the same way
+        addresses = {ipaddress.ip_address(str(a[0]).partition("%")[0]) for *_, a in found}
+        if any(is_local_address(address) for address in addresses):
+            server.error = MESSAGE
+
+    def refuse_if_self(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
+        if request.port not in self.ports() or not self.names_this_proxy(request.host):
+            return
+        annotate(flow, {"action": "refused", "error": "proxy_self_access"}, f"403: {MESSAGE}")
+        flow.marked = ":warning:"
+        self.refusals.refuse(flow, 403, {"error": "proxy_self_access", "message": MESSAGE})
+
+    def names_this_proxy(self, host: str) -> bool:
+        """`host` as the request gives it, and as it will be resolved (`127.1` is 127.0.0.1)."""
+        spellings = {host.lower().strip("[]")}
+        with contextlib.suppress(ValueError):
+            spellings.add(connect_host(host))
+        return any(name in self._names or is_this_machine(name) for name in spellings)
+
+    def ports(self) -> frozenset[int]:
+        """The ports this mitmproxy listens on, its web interface's included."""
+        now = time.monotonic()
+        if now >= self._known_until:
+            self._ports, self._names = _own_addresses()
+            self._known_until = now + REFRESH
+        return self._ports
+
+
+def _own_addresses() -> tuple[frozenset[int], frozenset[str]]:
+    ports, names = set(), {socket.gethostname().lower()}
+    proxyserver = ctx.master.addons.get("proxyserver")
+    if proxyserver is not None:
+        for host, port, *_ in proxyserver.listen_addrs():
+            ports.add(port)
+            names.add(host.lower())
+    if "web_port" in ctx.options:
+        ports.add(ctx.options.web_port)
+        names.add(ctx.options.web_host.lower())
+    names.discard("")
+    return frozenset(ports), frozenset(names)
