@@ -32,6 +32,13 @@ MAX_RESPONSE_BYTES = 1 << 20
 
 DEFAULT_TIMEOUT = 10.0
 
+KEPT_AFTER_EXPIRY = 600.0
+"""Seconds a token is still cut out of logs after it expires (clocks differ)."""
+KEPT_WITHOUT_EXPIRY = 86400.0
+"""Seconds a token whose endpoint gave no `expires_in` is cut out of logs."""
+KEPT_ASSERTION = 3600.0 + KEPT_AFTER_EXPIRY
+"""Client assertions live at most an hour (`assertion_lifetime`)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -120,7 +127,7 @@ class TokenClient:
     async def fetch(self, creds: Credentials) -> Token:
         """One token, within `timeout` seconds for the whole exchange."""
         auth = ClientAuth.of(creds)
-        self.redactor.add(*auth.secrets())
+        self.redactor.add(*auth.secrets(), *(value for _, value in creds.token_headers))
         try:
             async with asyncio.timeout(self.timeout):
                 token = await self._authenticate_and_fetch(creds, auth)
@@ -128,7 +135,6 @@ class TokenClient:
             raise TokenError(f"token endpoint did not answer within {self.timeout:g} s") from None
         except TokenError as e:
             raise _scrubbed(e, self.redactor) from None
-        self.redactor.add(token.access_token.reveal())
         return token
 
     async def _authenticate_and_fetch(self, creds: Credentials, auth: ClientAuth) -> Token:
@@ -156,7 +162,7 @@ class TokenClient:
 
     async def _exchange(self, creds: Credentials, auth: ClientAuth, style: str) -> Token:
         request = token_request(creds, auth, style)
-        self.redactor.add(*request.secrets)
+        self.redactor.add(*request.secrets, keep_for=KEPT_ASSERTION)
         started = time.time()
         response: httpx.Response | None = None
         content = b""
@@ -174,7 +180,9 @@ class TokenClient:
                     f"({type(e).__name__}: {e})"
                 ) from None
             token = _token_from(response, content)
-            self.redactor.add(token.access_token.reveal())  # before the exchange is shown
+            lifetime = token.expires_in or KEPT_WITHOUT_EXPIRY
+            # Before the exchange is shown, and for as long as the token may be in use.
+            self.redactor.add(token.access_token.reveal(), keep_for=lifetime + KEPT_AFTER_EXPIRY)
             problem = None
             return token
         except TokenError as e:
