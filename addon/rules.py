@@ -104,6 +104,11 @@ _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader where PyYAML has it: 20 times faster on large files."""
 _ENV_REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20\x09\x21-\x7e]*[\x21-\x7e])?")
+"""An RFC 9110 field-value, visible ASCII only."""
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+_GRAMMAR = re.compile(r"<[a-z ]+>|.{1,2}")
+"""What PyYAML quotes that cannot be a secret: a token's name, a character or two."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +209,14 @@ def parse_rules(
     """
     base = Path(file).parent if base is None else base
     with _collector_paused():
-        return _parse_rules(text, file=file, environ=environ, base=base)
+        try:
+            return _parse_rules(text, file=file, environ=environ, base=base)
+        except RulesError:
+            raise
+        except RecursionError:
+            raise RulesError("nested too deeply to be a rules file", file=file) from None
+        except Exception as e:  # an input nobody foresaw: still one line, never a traceback
+            raise RulesError(f"cannot be read ({type(e).__name__})", file=file) from None
 
 
 @contextlib.contextmanager
@@ -243,8 +255,7 @@ def _parse_rules(text: str, *, file: str, environ: Mapping[str, str], base: Path
         # which may hold a secret.
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "syntax error"
-        raise RulesError(f"not valid YAML{where}: {problem}", file=file) from None
+        raise RulesError(f"not valid YAML{where}: {_yaml_problem(e)}", file=file) from None
     if not isinstance(document, dict):
         raise RulesError("must be a mapping with a 'rules' list", file=file)
     for key in document:
@@ -259,7 +270,7 @@ def _parse_rules(text: str, *, file: str, environ: Mapping[str, str], base: Path
     shared: dict[Credentials, Credentials] = {}
     for position, item in enumerate(_taken(items)):
         reader = _RuleReader(item, file=file, position=position, environ=environ, base=base)
-        rule, disabled = reader.rule()
+        rule, disabled = reader.safely_read()
         if rule.name in seen:
             raise reader.error("name", f"duplicate rule name '{rule.name}'")
         seen.add(rule.name)
@@ -267,6 +278,26 @@ def _parse_rules(text: str, *, file: str, environ: Mapping[str, str], base: Path
             continue
         rules.append(_sharing_credentials(rule, shared))
     return rules
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's description of a problem, without what it quotes from the file.
+
+    It quotes tags and characters (`could not determine a constructor for the
+    tag '!s3cret'`): a secret written in the file can start with `!`.
+    """
+
+    def keep_grammar(quoted: re.Match[str]) -> str:
+        inner = quoted.group(1) if quoted.group(1) is not None else quoted.group(2)
+        return quoted.group(0) if _GRAMMAR.fullmatch(inner) else ""
+
+    problem = _QUOTED.sub(keep_grammar, getattr(error, "problem", None) or "syntax error")
+    problem = " ".join(problem.split())
+    if "tag" in problem:
+        problem += " (a value that starts with '!' must be quoted)"
+    elif "alias" in problem or "anchor" in problem:
+        problem += " (a value that starts with '*' or '&' must be quoted)"
+    return problem
 
 
 def _sharing_credentials(rule: Rule, shared: dict[Credentials, Credentials]) -> Rule:
@@ -400,14 +431,18 @@ def _shared(values: frozenset[T]) -> frozenset[T]:
 @functools.lru_cache(maxsize=256)
 def _token_url_problem(url: str, insecure_ok: bool) -> str | None:
     """What is wrong with a token URL, if anything (memoised: rules often share one)."""
-    parts = urlsplit(url)
-    if parts.scheme not in SCHEMES or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:  # "http://[127.0.0.1": an unclosed IPv6 literal, say
+        return "is not a valid URL"
+    if parts.scheme not in SCHEMES or not hostname:
         return "must be an absolute http:// or https:// URL"
     if parts.username or parts.password:
         return "must not carry credentials; use client_id/client_secret"
     if parts.fragment:
         return "must not have a fragment"
-    if parts.scheme == "http" and not is_loopback(parts.hostname) and not insecure_ok:
+    if parts.scheme == "http" and not is_loopback(hostname) and not insecure_ok:
         return (
             "must use https: the client secret would cross the network in clear "
             "(set allow_insecure_token_url: true to accept that)"
@@ -465,6 +500,17 @@ class _RuleReader:
 
     def error(self, field: str | None, message: str) -> RulesError:
         return RulesError(message, file=self.file, rule=self.label, field=field)
+
+    def safely_read(self) -> tuple[Rule, bool]:
+        """`rule()`, with anything unforeseen turned into a RulesError naming the rule."""
+        try:
+            return self.rule()
+        except RulesError:
+            raise
+        except RecursionError:
+            raise self.error(None, "is nested too deeply to read") from None
+        except Exception as e:
+            raise self.error(None, f"cannot be read ({type(e).__name__})") from None
 
     def rule(self) -> tuple[Rule, bool]:
         self.check_keys(self.item, RULE_KEYS, prefix="")
@@ -759,9 +805,16 @@ class _RuleReader:
         return value
 
     def header_line(self, field: str, value: object, *, secret: bool = False) -> str:
+        """An RFC 9110 field value in ASCII: HTTP libraries refuse anything else, quoting it."""
         line = self.string(field, value, secret=secret)
         if any(c in line for c in "\r\n\0"):
             raise self.error(field, "must be a single header line")
+        if not _FIELD_VALUE.fullmatch(line):
+            raise self.error(
+                field,
+                "must be printable ASCII, with no space or tab at its start or end "
+                "(an HTTP header value)",
+            )
         return line
 
     def statuses(self, field: str) -> frozenset[int]:
@@ -817,7 +870,10 @@ class _RuleReader:
         return value
 
     def path_field(self, field: str) -> Path:
-        path = Path(self.string(field, self.item.get(field))).expanduser()
+        try:
+            path = Path(self.string(field, self.item.get(field))).expanduser()
+        except RuntimeError:  # ~name of a user this machine does not know
+            raise self.error(field, "names the home folder of an unknown user") from None
         return path if path.is_absolute() else self.base / path
 
     def check_keys(self, section: dict[Any, Any], allowed: tuple[str, ...], prefix: str) -> None:
