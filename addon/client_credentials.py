@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import mitmproxy.flow
 from mitmproxy import command, connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.utils import human
 
 from addon.access import client_address
 from addon.allowed_clients import AllowedClients
@@ -32,7 +33,7 @@ from addon.injection import Injection, replace_fields
 from addon.matching import AmbiguousRequest, Destination, RuleIndex
 from addon.redaction import Redactor
 from addon.refusals import Refusals
-from addon.replay import Replayer, can_replay, upstream_proxy
+from addon.replay import DEFAULT_DEADLINE, MAX_BODY, Replayer, can_replay, upstream_proxy
 from addon.rules import Credentials, Rule, keep_unchanged, load_rules
 from addon.self_access import SelfAccess
 from addon.status import format_table, status_rows, summary
@@ -64,6 +65,7 @@ _MINIMUMS = {
     "oauth_token_timeout": 1,
     "oauth_refresh_ahead": 1,
     "oauth_backoff_max": 1,
+    "oauth_replay_timeout": 1,
 }
 
 
@@ -123,6 +125,10 @@ class ClientCredentials:
         )  # fmt: skip
         loader.add_option("oauth_reload", bool, True, "Re-read the rules file when it changes.")
         loader.add_option(
+            "oauth_replay_timeout", int, int(DEFAULT_DEADLINE),
+            "Seconds allowed for a whole retry_on_401 replay, its answer included.",
+        )  # fmt: skip
+        loader.add_option(
             "oauth_show_exchanges", str, "auto",
             "Show token exchanges as flows (secrets redacted): on, off, or auto "
             "(on in mitmweb and the console, off in mitmdump).",
@@ -149,6 +155,7 @@ class ClientCredentials:
         self.cache.refresh_ahead = ctx.options.oauth_refresh_ahead / 100
         self.cache.backoff = Backoff(maximum=ctx.options.oauth_backoff_max)
         self.client.timeout = ctx.options.oauth_token_timeout
+        self.replayer.deadline = ctx.options.oauth_replay_timeout
         self.redact_flows = ctx.options.oauth_redact_flows  # read per response: kept at hand
         if "oauth_log_json" in updated:
             if self.events is not None:
@@ -210,22 +217,29 @@ class ClientCredentials:
         """
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
-            path = ctx.options.oauth_rules
-            state = file_version(path)
-            if not ctx.options.oauth_reload or state == self._rules_state:
-                continue
             try:
-                index = await asyncio.to_thread(read_rules, path, self.rules)
-            except RulesError as e:
-                self._rules_state = state  # report each broken edit once
-                log.error("%s; the previous rules stay active", e)
-                self.record({"event": "reload_failed", "file": e.file, "rule": e.rule,
-                             "field": e.field, "message": e.message})  # fmt: skip
-                continue
-            retired = self.rules
-            self.use_rules(path, state, index)
-            if retired is not None:
-                await asyncio.to_thread(retired.dismantle)
+                await self.reload_if_changed()
+            except Exception:  # a bug of ours must not end the watching: rules may be removed
+                log.exception("rules reload failed; the previous rules stay active")
+                self._rules_state = file_version(ctx.options.oauth_rules)  # report it once
+
+    async def reload_if_changed(self) -> None:
+        path = ctx.options.oauth_rules
+        state = file_version(path)
+        if not ctx.options.oauth_reload or state == self._rules_state:
+            return
+        try:
+            index = await asyncio.to_thread(read_rules, path, self.rules)
+        except RulesError as e:
+            self._rules_state = state  # report each broken edit once
+            log.error("%s; the previous rules stay active", e)
+            self.record({"event": "reload_failed", "file": e.file, "rule": e.rule,
+                         "field": e.field, "message": e.message})  # fmt: skip
+            return
+        retired = self.rules
+        self.use_rules(path, state, index)
+        if retired is not None:
+            await asyncio.to_thread(retired.dismantle)
 
     def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """Inject before the request is sent on, so a streamed body cannot outrun us.
@@ -374,6 +388,7 @@ class ClientCredentials:
             return given  # the purge was rate-limited: the same token would be refused again
         try:
             renewed = self.injection(rule, token)
+            self.replayer.max_body = replay_limit()
             flow.response = await self.replayer.replay(
                 flow.request,
                 renewed,
@@ -479,6 +494,15 @@ def _destination(
     if len(hosts) > 1:  # servers and front ends disagree on which one counts
         raise AmbiguousRequest("the request has more than one Host header", dest.host)
     return dest
+
+
+def replay_limit() -> int:
+    """The most a replay holds: mitmproxy's own limits on what it holds, if lower."""
+    limits = [MAX_BODY]
+    for option in ("body_size_limit", "stream_large_bodies"):
+        if option in ctx.options and (size := human.parse_size(getattr(ctx.options, option))):
+            limits.append(size)
+    return min(limits)
 
 
 def read_rules(path: str, previous: RuleIndex | None = None) -> RuleIndex:

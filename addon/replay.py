@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 
@@ -11,6 +12,11 @@ from mitmproxy.proxy import mode_specs
 
 from addon.client_tls import tls_context
 from addon.injection import Injection, replace_fields
+
+MAX_BODY = 32 * 1024 * 1024
+"""The largest answer a replay holds in memory when mitmproxy sets no smaller limit."""
+DEFAULT_DEADLINE = 30.0
+"""Seconds for a whole replay, its answer's body included."""
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 """RFC 9110 §9.2.2: sending these twice has the effect of sending them once."""
@@ -46,11 +52,21 @@ def upstream_proxy(mode: mode_specs.ProxyMode) -> str | None:
     return f"{mode.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
+class ReplayRefused(Exception):
+    """The replay's answer would not be held: too large, or too slow to arrive whole."""
+
+
 class Replayer:
     """Sends a request again the way mitmproxy sent it: to its destination, through the
-    upstream proxy if there is one, with mitmproxy's upstream trust."""
+    upstream proxy if there is one, with mitmproxy's upstream trust.
 
-    def __init__(self) -> None:
+    The answer is held in memory whole, so it is bounded: at most `max_body`
+    bytes, all of it within `deadline` seconds; otherwise `ReplayRefused`.
+    """
+
+    def __init__(self, max_body: int = MAX_BODY, deadline: float = DEFAULT_DEADLINE) -> None:
+        self.max_body = max_body
+        self.deadline = deadline
         self._clients: dict[_Route, httpx.AsyncClient] = {}
 
     async def aclose(self) -> None:
@@ -96,10 +112,14 @@ class Replayer:
         headers = replace_fields(fields, injection.replaced, injection.fields)
         client = self._client(verify, ca_file, proxy, proxy_auth)
         started = time.time()
-        async with client.stream(
-            request.method, request.url, headers=headers, content=request.raw_content
-        ) as answer:
-            body = b"".join([chunk async for chunk in answer.aiter_raw()])
+        try:
+            async with asyncio.timeout(self.deadline):
+                async with client.stream(
+                    request.method, request.url, headers=headers, content=request.raw_content
+                ) as answer:
+                    body = await self._read(answer)
+        except TimeoutError:
+            raise ReplayRefused(f"no whole answer within {self.deadline:g} s") from None
         response_headers = http.Headers(
             [(k.encode(), v.encode()) for k, v in answer.headers.multi_items()
              if k.lower() not in HOP_BY_HOP]
@@ -115,6 +135,18 @@ class Replayer:
             timestamp_start=started,
             timestamp_end=time.time(),
         )
+
+    async def _read(self, answer: httpx.Response) -> bytes:
+        """The answer's body as sent (not decoded), if it is no larger than `max_body`."""
+        declared = answer.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            raise ReplayRefused(f"the answer is larger than {self.max_body} bytes")
+        body = bytearray()
+        async for chunk in answer.aiter_raw():
+            body += chunk
+            if len(body) > self.max_body:
+                raise ReplayRefused(f"the answer is larger than {self.max_body} bytes")
+        return bytes(body)
 
 
 def _unverified() -> ssl.SSLContext:
