@@ -39,6 +39,8 @@ class _Entry:
     retry_at: float = 0.0
     """No fetch before this, after a failure."""
     last_purge: float = float("-inf")
+    warned_stale: bool = False
+    """Whether a token that arrived past its usable time has been explained once."""
     hits: int = 0
     fetches: int = 0
     failed_fetches: int = 0
@@ -80,6 +82,11 @@ class TokenCache:
     - After a failure, the endpoint is left alone for a back-off delay;
       meanwhile requests get the still-usable token, or the last error at
       once. Client traffic never multiplies the load on the endpoint.
+    - A lifetime counts from when the token was asked for. A token that
+      arrives with none of its usable time left (the exchange took longer)
+      still goes to the requests that waited for that fetch, as none can have
+      a newer one, but to no later request: each later request waits for the
+      next fetch, one at a time.
     """
 
     def __init__(
@@ -251,7 +258,18 @@ class TokenCache:
             if token.expires_in
             else f"no expires_in, assuming {lifetime:g} s"
         )
-        latency = (self._clock() - started) * 1000
+        received = self._clock()
+        if received >= entry.usable_until:
+            expires += ", already past its usable time: sent with the waiting requests only"
+            if not entry.warned_stale:
+                entry.warned_stale = True
+                log.warning(
+                    "rule %s: the token endpoint took %.1f s to issue a token that lives %g s: "
+                    "each token goes only to the requests that waited for it, and every later "
+                    "request waits for a new one; the endpoint sees one request at a time",
+                    self._names(creds), received - started, lifetime,
+                )  # fmt: skip
+        latency = (received - started) * 1000
         log.info(
             "token fetched for rule %s (%s) in %.0f ms: sha256:%s, %s, scopes %s",
             self._names(creds),

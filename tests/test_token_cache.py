@@ -334,3 +334,28 @@ def test_purge_drops_only_the_cached_token_and_is_rate_limited():
         assert value(await cache.get(A)) == "a-3"
 
     asyncio.run(scenario())
+
+
+def test_a_token_that_arrives_past_its_usable_time_goes_to_its_waiters_only(caplog):
+    cache, endpoint, clock = make(expires_in=1)
+    endpoint.gate = asyncio.Event()
+
+    async def scenario() -> tuple[list[Token], Token | None, int]:
+        waiters = [asyncio.create_task(cache.get(A)) for _ in range(5)]
+        for _ in range(5):  # until the fetch has been asked for
+            await asyncio.sleep(0)
+        assert len(endpoint.calls) == 1
+        clock.now += 2  # the endpoint answers after 2 s: the token's 1 s has gone
+        endpoint.gate.set()
+        got = await asyncio.gather(*waiters)
+        later = cache.cached(A)
+        await cache.get(A)  # the next request waits for the next fetch
+        return got, later, len(endpoint.calls)
+
+    with caplog.at_level(logging.INFO):
+        got, later, calls = asyncio.run(scenario())
+    assert [value(t) for t in got] == ["a-1"] * 5
+    assert later is None
+    assert calls == 2
+    assert "already past its usable time: sent with the waiting requests only" in caplog.text
+    assert caplog.text.count("took 2.0 s to issue a token that lives 1 s") == 1
