@@ -6,16 +6,20 @@ without the defence it names.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import subprocess
+import sys
 import threading
 
 import httpx
 import pytest
 from mitmproxy import io
 
-from tests.conftest import client, curl, rule, rules
+from tests.conftest import async_client, client, curl, rule, rules
 from tests.support.clients import raw_http, raw_https
+from tests.support.proxy import Mitmdump
 from tests.support.servers import RecordingServer, Reply
 
 
@@ -255,3 +259,227 @@ def test_an_exchange_answered_in_json_with_a_bom_or_utf16_is_shown_redacted(
         shown = web.get(f"/flows/{exchange['id']}/response/content.data").text
     assert json.loads(shown)["access_token"].startswith("[redacted sha256:")
     assert "sentinel-token-1" not in shown
+
+
+@pytest.mark.parametrize(
+    ("replayed", "options"),
+    [
+        (Reply(body=b"x" * 3_000_000, content_type="text/plain"), {"body_size_limit": "1m"}),
+        (Reply(body={"late": True}, delay=3), {"oauth_replay_timeout": "1"}),
+    ],
+)
+def test_a_replay_is_bounded_in_size_and_time(start_proxy, idp, replayed, options):
+    """Past mitmproxy's body limit or the replay's deadline, the first answer stands."""
+
+    def api_handler(request):
+        first = (request.header("Authorization") or "").endswith("sentinel-token-1")
+        return Reply(401, {"error": "invalid_token"}) if first else replayed
+
+    with RecordingServer(api_handler) as api:
+        proxy = start_proxy(rules(rule("api", api, idp, retry_on_401=True)), options=options)
+        status, body = curl(proxy, f"{api.origin}/big")
+        assert len(api.wait_for_requests(2)) == 2  # the request and its replay
+    assert status == 401
+    assert json.loads(body) == {"error": "invalid_token"}
+    assert "replay failed" in proxy.output
+
+
+def test_tokens_that_arrive_expired_go_to_their_waiters_and_the_endpoint_sees_one_at_a_time(
+    start_proxy, issuer, idp, api_tls
+):
+    """expires_in 1 from an endpoint that takes a second: no usable time is left on arrival."""
+    issuer.expires_in = 1
+    issuer.reply = lambda request: Reply(**{**vars(issuer.issue(request)), "delay": 1.0})
+    proxy = start_proxy(rules(rule("api", api_tls, idp)))
+
+    async def burst() -> list[int]:
+        async with async_client(proxy, limits=httpx.Limits(max_connections=20)) as http:
+            answers = await asyncio.gather(*(http.get(f"{api_tls.origin}/{i}") for i in range(20)))
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(burst()) == [200] * 20
+    assert len(idp.requests) == 1  # twenty requests waited for one fetch
+    with client(proxy) as http:
+        assert [http.get(f"{api_tls.origin}/then").status_code for _ in range(2)] == [200, 200]
+    assert len(idp.requests) == 3  # each later request waited for its own fetch
+    assert authorizations(api_tls) == (
+        ["Bearer sentinel-token-1"] * 20 + ["Bearer sentinel-token-2", "Bearer sentinel-token-3"]
+    )
+    assert len(re.findall(r"took \d+\.\d s to issue a token that lives 1 s", proxy.output)) == 1
+
+
+def escaped(value: str) -> list[str]:
+    """How Python and JSON print `value`: in repr() of text and bytes, in a JSON string."""
+    backslashed = value.replace("\\", "\\\\")
+    return [
+        value,
+        backslashed,
+        backslashed.replace("'", "\\'"),
+        value.encode("unicode_escape").decode(),
+        value.encode().decode("latin-1").encode("unicode_escape").decode(),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+    ]
+
+
+DEBUG = {"proxy_debug": "true", "termlog_verbosity": "debug"}
+"""mitmproxy at its most talkative: every byte it sends is logged."""
+
+
+def test_a_token_with_backslashes_and_quotes_stays_out_of_proxy_debug(start_proxy, issuer, idp):
+    issuer.prefix = "t0k\\en'x\"y"
+    with RecordingServer(lambda r: Reply(body={"ok": True})) as api:
+        proxy = start_proxy(rules(rule("api", api, idp)), options=DEBUG)
+        assert curl(proxy, f"{api.origin}/v1")[0] == 200
+        proxy.stop()
+    (token,) = issuer.issued
+    assert authorizations(api) == [f"Bearer {token}"]
+    assert "SendData(server" in proxy.output  # the raw traffic was logged
+    for spelling in escaped(token):
+        assert spelling not in proxy.output
+
+
+def test_every_live_token_stays_out_of_the_log_however_many_there_are(start_proxy, issuer, idp):
+    """500 credential sets, each with its token: the first is still cut out at the end.
+
+    Each set's secret and token are spelt three ways each, its Basic pair three more: 4,500
+    spellings, more than the 4,096 the redactor used to remember.
+    """
+    issuer.prefix = "t0k3n/+="
+    sets = 500
+    with RecordingServer(lambda r: Reply(body={"ok": True})) as api:
+        many = [
+            rule(f"r{n}", api, idp, client_id=f"client-{n}", client_secret=f"s3cret/+={n}",
+                 match={"host": api.host, "port": api.port, "scheme": "http", "path": f"/r{n}"})
+            for n in range(sets)
+        ]  # fmt: skip
+        proxy = start_proxy(rules(*many), web=True)
+
+        async def everyone() -> list[int]:
+            limits = httpx.Limits(max_connections=30)
+            async with async_client(proxy, limits=limits) as http:
+                asked = [http.get(f"{api.origin}/r{n}") for n in range(1, sets)]
+                answers = await asyncio.gather(*asked)
+            return [a.status_code for a in answers]
+
+        assert curl(proxy, f"{api.origin}/r0")[0] == 200  # the first token
+        assert asyncio.run(everyone()) == [200] * (sets - 1)
+        with proxy.api() as web:  # now log every byte sent, as the operator may
+            web.put("/options", json={"proxy_debug": True, "termlog_verbosity": "debug"})
+        assert curl(proxy, f"{api.origin}/r0")[0] == 200  # the first token, sent again
+        proxy.stop()
+    assert len(issuer.issued) == sets
+    first = issuer.issued[0]
+    assert authorizations(api)[-1] == authorizations(api)[0] == f"Bearer {first}"
+    assert "SendData(server" in proxy.output
+    for spelling in escaped(first):
+        assert spelling not in proxy.output
+
+
+SECRET = 'sé"cret-sentinel\\7f3a'
+"""Non-ASCII, a double quote and a backslash: escaped differently by JSON and by Python."""
+
+
+def test_a_json_escaped_secret_echoed_by_the_endpoint_is_cut_everywhere(
+    start_proxy, tmp_path, issuer, idp, api
+):
+    issuer.reply = lambda r: Reply(
+        400, {"error": "invalid_client", "error_description": f"bad body {r.body.decode()}"}
+    )
+    shown = rule("api", api, idp, auth_style="params", token_request_format="json",
+                 client_secret=SECRET)  # fmt: skip
+    proxy = start_proxy(rules(shown))
+    status, body = curl(proxy, f"{api.origin}/v1")
+    assert status == 502
+    rules_file = tmp_path / "check.yaml"
+    rules_file.write_text(rules(shown))
+    check = subprocess.run(
+        [sys.executable, "-m", "addon", "check", "--fetch", str(rules_file)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert check.returncode == 1
+    assert "[redacted]" in body
+    assert "[redacted]" in check.stdout
+    outputs = body + proxy.output + check.stdout + check.stderr
+    for spelling in escaped(SECRET):
+        assert spelling not in outputs
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("client_secret", "!s3cret-sentinel-tag", "a value that starts with '!' must be quoted"),
+        ("client_secret", "*s3cret-sentinel-alias", "a value that starts with '*' or '&'"),
+        ("token_headers", '{X-Api-Key: "k3y-sentinel\\t"}', "no space or tab at its start"),
+    ],
+)
+def test_a_secret_in_a_broken_rules_file_is_never_quoted(
+    start_proxy, tmp_path, idp, api, field, value, message
+):
+    broken = (
+        "rules:\n  - name: api\n    match: {host: example.com}\n"
+        f"    token_url: {idp.origin}/token\n    client_id: x\n    {field}: {value}\n"
+    )
+    if field == "token_headers":
+        broken += "    client_secret: s\n"
+    secret = value.split(": ")[-1].strip('}"').removesuffix("\\t")
+    events = tmp_path / "events.jsonl"
+    proxy = start_proxy(rules(rule("api", api, idp)), options={"oauth_log_json": str(events)})
+    (tmp_path / "broken.yaml").write_text(broken)
+    (tmp_path / "broken.yaml").replace(proxy.rules_file)  # a hot reload
+    proxy.wait_for_line(re.compile(r"previous rules stay active"))
+    check = subprocess.run(
+        [sys.executable, "-m", "addon", "check", str(proxy.rules_file)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert check.returncode == 1
+    assert message in check.stderr
+    assert message in proxy.output
+    outputs = proxy.output + events.read_text() + check.stdout + check.stderr
+    assert "reload_failed" in outputs
+    assert secret not in outputs
+
+
+def test_the_rules_watcher_survives_any_edit(start_proxy, tmp_path, idp, api, api_tls):
+    """A removed rule stops getting tokens, whatever broken edits came before."""
+    proxy = start_proxy(rules(rule("api", api, idp), rule("tls", api_tls, idp)))
+
+    def rewrite(text: str, expected: str) -> None:
+        (tmp_path / "new.yaml").write_text(text)
+        (tmp_path / "new.yaml").replace(proxy.rules_file)
+        proxy.wait_for_line(re.compile(re.escape(expected)))
+
+    rewrite(rules(rule("api", api, idp, token_url="http://[127.0.0.1")),
+            "field 'token_url': is not a valid URL; the previous rules stay active")  # fmt: skip
+    rewrite("rules:\n  - name: api\n    x: " + "[" * 500 + "]" * 500 + "\n",
+            "nested too deeply to be a rules file; the previous rules stay active")  # fmt: skip
+    rewrite(rules(rule("api", api, idp, client_secret_file="~nosuchuser/secret")),
+            "names the home folder of an unknown user; the previous rules stay active")  # fmt: skip
+    rewrite(rules(rule("tls", api_tls, idp)), "1 rule(s) loaded")
+    assert curl(proxy, f"{api.origin}/v1")[0] == 200
+    assert curl(proxy, f"{api_tls.origin}/v1")[0] == 200
+    assert authorizations(api) == [None]
+    assert authorizations(api_tls) == ["Bearer sentinel-token-1"]
+    assert "Traceback" not in proxy.output
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("token_url", "'http://[127.0.0.1'", "field 'token_url': is not a valid URL"),
+        ("client_secret_file", "~nosuchuser/x", "names the home folder of an unknown user"),
+        ("scopes", "[" * 500 + "]" * 500, "nested too deeply to be a rules file"),
+    ],
+)
+def test_typos_at_start_up_are_one_line(tmp_path, field, value, message):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(
+        "rules:\n  - name: api\n    match: {host: example.com}\n"
+        "    token_url: https://idp.example.com/token\n    client_id: x\n"
+        + ("    client_secret: s\n" if field != "client_secret_file" else "")
+        + f"    {field}: {value}\n"
+    )
+    proxy = Mitmdump(rules_file, tmp_path / "confdir")
+    assert proxy.run_to_exit() != 0
+    assert message in proxy.output
+    assert "Traceback" not in proxy.output
