@@ -1,7 +1,8 @@
 # Sourced by the scripts. Virtualenvs with the project installed, made or refreshed on demand.
 
 # ensure_venv DIR PYTHON: create DIR with PYTHON and install the project (editable, with the
-# dev tools). Idempotent: reinstalls only when pyproject.toml has changed since.
+# dev tools). Idempotent: sets DIR up anew only when pyproject.toml or the Python version
+# (PYTHON=python3.12 scripts/demo, say) has changed since.
 ensure_venv() {
     local dir=$1 python=$2
     local stamp="$dir/.installed-pyproject" log
@@ -9,12 +10,13 @@ ensure_venv() {
         echo "error: $python is not Python >= 3.11" >&2
         return 1
     fi
-    if [ -f "$stamp" ] && cmp -s pyproject.toml "$stamp" && [ -x "$dir/bin/mitmdump" ]; then
+    if [ -f "$stamp" ] && cmp -s pyproject.toml "$stamp" && [ -x "$dir/bin/mitmdump" ] &&
+        [ "$(_minor "$dir/bin/python")" = "$(_minor "$python")" ]; then
         return 0
     fi
     echo "Setting up $dir with $("$python" --version) (a minute on the first run)..." >&2
     log=$(mktemp)
-    if ! { "$python" -m venv "$dir" &&
+    if ! { "$python" -m venv --clear "$dir" &&
         "$dir/bin/python" -m pip install --upgrade pip &&
         "$dir/bin/python" -m pip install -e '.[dev]'; } >"$log" 2>&1; then
         cat "$log" >&2
@@ -24,6 +26,11 @@ ensure_venv() {
     fi
     rm -f "$log"
     cp pyproject.toml "$stamp"
+}
+
+# _minor PYTHON: its major.minor version, or nothing if it does not run.
+_minor() {
+    "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true
 }
 
 # other_pythons: prints the interpreters of Python 3.11 and 3.12 that differ from .venv's,
