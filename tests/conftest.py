@@ -133,3 +133,14 @@ def curl(proxy: Mitmdump, url: str, *args: str) -> tuple[int, str]:
     assert result.returncode == 0, result.stderr
     body, _, status = result.stdout.rpartition("\n")
     return int(status), body
+
+
+SLOW_FILES = ("test_e2e_", "test_cli", "test_interop")
+"""Tests that start processes: mitmdump, mitmweb, the command line, the authorization server."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what starts processes `slow`: `-m "not slow"` is the in-process set, in seconds."""
+    for item in items:
+        if item.path.name.startswith(SLOW_FILES) or "start_proxy" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
