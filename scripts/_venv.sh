@@ -15,8 +15,12 @@ ensure_venv() {
         return 0
     fi
     echo "Setting up $dir with $("$python" --version) (a minute on the first run)..." >&2
+    local fresh=()
+    if [ -x "$dir/bin/python" ] && [ "$(_minor "$dir/bin/python")" != "$(_minor "$python")" ]; then
+        fresh=(--clear)  # another Python: start from nothing
+    fi
     log=$(mktemp)
-    if ! { "$python" -m venv --clear "$dir" &&
+    if ! { "$python" -m venv "${fresh[@]}" "$dir" &&
         "$dir/bin/python" -m pip install --upgrade pip &&
         "$dir/bin/python" -m pip install -e '.[dev]'; } >"$log" 2>&1; then
         cat "$log" >&2

@@ -483,3 +483,27 @@ def test_typos_at_start_up_are_one_line(tmp_path, field, value, message):
     assert proxy.run_to_exit() != 0
     assert message in proxy.output
     assert "Traceback" not in proxy.output
+
+
+@pytest.mark.parametrize("http2", [False, True])
+def test_a_refused_streamed_request_inside_a_tunnel_gets_the_502(
+    start_proxy, tmp_path, issuer, idp, api_tls, http2
+):
+    issuer.reply = lambda r: Reply(401, {"error": "invalid_client"})
+    (tmp_path / "body").write_bytes(b"x" * 200_000)
+    options = {"stream_large_bodies": "1k", "connection_strategy": "lazy"}
+    proxy = start_proxy(rules(rule("api", api_tls, idp)), options=options)
+    args = ["--data-binary", f"@{tmp_path / 'body'}"] + (["--http2"] if http2 else [])
+    if (
+        http2
+        and "HTTP2"
+        not in subprocess.run(
+            ["curl", "--version"], capture_output=True, text=True, check=False
+        ).stdout.split()
+    ):
+        pytest.skip("curl was built without HTTP/2")
+    status, body = curl(proxy, f"{api_tls.origin}/upload", *args)
+    assert status == 502
+    assert json.loads(body)["token_endpoint_error"] == "invalid_client"
+    assert api_tls.requests == []
+    assert "Traceback" not in proxy.output
