@@ -447,13 +447,12 @@ def test_the_rules_watcher_survives_any_edit(start_proxy, tmp_path, idp, api, ap
     def rewrite(text: str, expected: str) -> None:
         (tmp_path / "new.yaml").write_text(text)
         (tmp_path / "new.yaml").replace(proxy.rules_file)
-        proxy.wait_for_line(re.compile(re.escape(expected)))
+        assert proxy.wait_for_line(re.compile(re.escape(expected))) is not None
 
     rewrite(rules(rule("api", api, idp, token_url="http://[127.0.0.1")),
             "field 'token_url': is not a valid URL; the previous rules stay active")  # fmt: skip
-    rewrite("rules:\n  - name: api\n    x: " + "[" * 500 + "]" * 500 + "\n",
-            "nested too deeply to be a rules file; the previous rules stay active")  # fmt: skip
-    rewrite(rules(rule("api", api, idp, client_secret_file="~nosuchuser/secret")),
+    rewrite(DEEP, "nested too deeply to be a rules file; the previous rules stay active")
+    rewrite(rules(rule("api", api, idp, client_secret=None, client_secret_file="~no-such-user/y")),
             "names the home folder of an unknown user; the previous rules stay active")  # fmt: skip
     rewrite(rules(rule("tls", api_tls, idp)), "1 rule(s) loaded")
     assert curl(proxy, f"{api.origin}/v1")[0] == 200
@@ -463,22 +462,30 @@ def test_the_rules_watcher_survives_any_edit(start_proxy, tmp_path, idp, api, ap
     assert "Traceback" not in proxy.output
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "message"),
-    [
-        ("token_url", "'http://[127.0.0.1'", "field 'token_url': is not a valid URL"),
-        ("client_secret_file", "~nosuchuser/x", "names the home folder of an unknown user"),
-        ("scopes", "[" * 500 + "]" * 500, "nested too deeply to be a rules file"),
-    ],
-)
-def test_typos_at_start_up_are_one_line(tmp_path, field, value, message):
-    rules_file = tmp_path / "rules.yaml"
-    rules_file.write_text(
+def rule_with(field: str, value: str) -> str:
+    return (
         "rules:\n  - name: api\n    match: {host: example.com}\n"
         "    token_url: https://idp.example.com/token\n    client_id: x\n"
         + ("    client_secret: s\n" if field != "client_secret_file" else "")
         + f"    {field}: {value}\n"
     )
+
+
+DEEP = '{"rules": [{"name": "api", "x": ' + "[" * 5000 + "]" * 5000 + "}]}"
+"""JSON nested deeper than Python's parsers recurse."""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (rule_with("token_url", "'http://[127.0.0.1'"), "field 'token_url': is not a valid URL"),
+        (rule_with("client_secret_file", "~nosuchuser/x"), "home folder of an unknown user"),
+        (DEEP, "nested too deeply to be a rules file"),
+    ],
+)
+def test_typos_at_start_up_are_one_line(tmp_path, text, message):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(text)
     proxy = Mitmdump(rules_file, tmp_path / "confdir")
     assert proxy.run_to_exit() != 0
     assert message in proxy.output
