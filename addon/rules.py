@@ -472,11 +472,27 @@ def _template_problem(template: str) -> str | None:
 
 
 def _unknown_key(key: object, allowed: tuple[str, ...]) -> str:
-    message = f"unknown key '{key}'"
-    hint = difflib.get_close_matches(str(key), allowed, n=1)
+    name, colon, _ = str(key).partition(":")
+    message = f"unknown key '{_key_label(key)}'"
+    if colon and name in allowed:
+        return f"{message} (a space is missing after '{name}:')"
+    hint = difflib.get_close_matches(name, allowed, n=1)
     if hint:
         return f"{message} (did you mean '{hint[0]}'?)"
     return f"{message} (allowed: {', '.join(allowed)})"
+
+
+def _key_label(key: object) -> str:
+    """A key as a message may show it, never what may be a secret after it.
+
+    YAML reads `client_secret:s3cret` (no space after the colon) in a flow
+    mapping as one key: it is shown up to the colon.
+    """
+    text = str(key)
+    name, colon, _ = text.partition(":")
+    if colon:
+        return f"{name[:40]}:…"
+    return text if len(text) <= 40 else f"{text[:40]}…"
 
 
 class _RuleReader:
@@ -669,9 +685,9 @@ class _RuleReader:
             raise self.error("token_headers", "must map header names to values")
         headers = []
         for name, header_value in value.items():
-            where = f"token_headers.{name}"
+            where = f"token_headers.{_key_label(name)}"
             if not isinstance(name, str) or not HTTP_TOKEN.fullmatch(name):
-                raise self.error("token_headers", f"{name!r} is not a header name")
+                raise self.error("token_headers", f"'{_key_label(name)}' is not a header name")
             lowered = name.lower()
             if lowered in RESERVED_TOKEN_HEADERS:
                 raise self.error(where, "set by the token request itself")
@@ -844,7 +860,7 @@ class _RuleReader:
             raise self.error("endpoint_params", "must map parameter names to lists of values")
         params = []
         for name, values in value.items():
-            where = f"endpoint_params.{name}"
+            where = f"endpoint_params.{_key_label(name)}"
             if not isinstance(name, str) or not name:
                 raise self.error("endpoint_params", "parameter names must be strings")
             if name in RESERVED_PARAMS:
@@ -879,7 +895,7 @@ class _RuleReader:
     def check_keys(self, section: dict[Any, Any], allowed: tuple[str, ...], prefix: str) -> None:
         for key in section:
             if key not in allowed:
-                raise self.error(f"{prefix}{key}", _unknown_key(key, allowed))
+                raise self.error(f"{prefix}{_key_label(key)}", _unknown_key(key, allowed))
 
     def string(self, field: str, value: object, *, secret: bool = False) -> str:
         if value is None:
