@@ -21,9 +21,6 @@ from addon.secret import Secret
 MAX_EXPIRES_IN = 2**31 - 1
 """golang/oauth2 caps `expires_in` here too."""
 
-MAX_ERROR_FIELD = 500
-"""Longest error field we pass on; an endpoint's error page is not a description."""
-
 _KNOWN_TOKEN_TYPES = {"bearer": "Bearer", "mac": "MAC", "basic": "Basic"}
 _FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain")
 HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -135,7 +132,7 @@ def _error_fields(fields: dict[str, Any] | None) -> dict[str, str]:
     if not fields:
         return {}
     return {
-        key: str(fields[key])[:MAX_ERROR_FIELD]
+        key: str(fields[key])
         for key in ("error", "error_description", "error_uri")
         if fields.get(key) not in (None, "")
     }

@@ -27,6 +27,8 @@ from addon.rules import Credentials
 from addon.token import Token, parse_token_response
 from addon.token_request import ClientAuth, TokenRequest, token_request
 
+MAX_ERROR_FIELD = 500
+"""Longest error field passed on; an endpoint's error page is not a description."""
 MAX_RESPONSE_BYTES = 1 << 20
 """golang/oauth2 reads at most 1 MiB of a token response; so do we."""
 
@@ -248,16 +250,24 @@ def _token_from(response: httpx.Response, content: bytes) -> Token:
 
 
 def _scrubbed(error: TokenError, redactor: Redactor) -> TokenError:
-    """The error with any spelling of a secret replaced: some endpoints echo what they got."""
+    """The error with any spelling of a secret replaced (some endpoints echo what they got),
+    and the endpoint's fields cut to MAX_ERROR_FIELD characters, in that order: a secret
+    that straddled the cut would otherwise leave its first part behind."""
 
     def scrub(text: str | None) -> str | None:
         return None if text is None else redactor.redact(text)
 
+    def bounded(text: str | None) -> str | None:
+        text = scrub(text)
+        return (
+            text if text is None or len(text) <= MAX_ERROR_FIELD else text[:MAX_ERROR_FIELD] + "…"
+        )
+
     return error.but(
         message=scrub(error.message),
-        error=scrub(error.error),
-        error_description=scrub(error.error_description),
-        error_uri=scrub(error.error_uri),
+        error=bounded(error.error),
+        error_description=bounded(error.error_description),
+        error_uri=bounded(error.error_uri),
     )
 
 

@@ -18,7 +18,7 @@ from addon.errors import TokenError
 from addon.exchange import Exchange
 from addon.rules import Credentials
 from addon.secret import Secret, SecretFile
-from addon.token_client import TokenClient, parse_retry_after
+from addon.token_client import MAX_ERROR_FIELD, TokenClient, parse_retry_after
 from tests.support.certs import CertificateAuthority, make_client_cert
 from tests.support.servers import Recorded, RecordingServer, Reply
 from tests.test_token_request import URL, creds, jwt_creds
@@ -264,3 +264,21 @@ def test_a_renewed_certificate_does_not_cut_off_an_exchange_in_flight(tmp_path, 
     client_ca = ca.write(tmp_path / "client-ca.pem")
     with RecordingServer(answer, tls=server_cert, client_ca=client_ca) as endpoint:
         assert asyncio.run(scenario(endpoint)) == ["tok-client-a", "tok-client-b"]
+
+
+@pytest.mark.parametrize("cut_inside", [1, 5, 20])
+def test_error_fields_are_scrubbed_then_cut_short(cut_inside):
+    """A secret echoed across the 500th character leaves no part of itself behind."""
+    secret = "sentinel-secret-0123456789abcdef"
+    pad = "." * (MAX_ERROR_FIELD - len(secret) + cut_inside)
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        description = pad + secret + "d" * 1000
+        return httpx.Response(400, json={"error": "x", "error_description": description})
+
+    client = FakeEndpoint(echo).client()
+    with pytest.raises(TokenError) as caught:
+        fetch(client, creds(auth_style="params", client_secret=Secret(secret)))
+    description = caught.value.error_description
+    assert description == pad + "[redacted]" + "d" * (MAX_ERROR_FIELD - len(pad) - 10) + "…"
+    assert len(description) == MAX_ERROR_FIELD + 1
