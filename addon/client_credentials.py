@@ -44,7 +44,12 @@ from addon.token_cache import (
     DEFAULT_REFRESH_AHEAD,
     TokenCache,
 )
-from addon.token_client import DEFAULT_TIMEOUT, TokenClient
+from addon.token_client import (
+    DEFAULT_TIMEOUT,
+    KEPT_AFTER_EXPIRY,
+    KEPT_WITHOUT_EXPIRY,
+    TokenClient,
+)
 
 log = logging.getLogger("addon")
 
@@ -343,7 +348,13 @@ class ClientCredentials:
     def injection(self, rule: Rule, token: Token) -> Injection:
         """What `rule`'s requests get with `token`; raises TokenError if it may not be sent."""
         usable_for = self.cache.usable_for(rule.credentials)
-        return Injection(rule, token, None if usable_for is None else time.time() + usable_for)
+        given = Injection(rule, token, None if usable_for is None else time.time() + usable_for)
+        # The whole header value too: HTTP/2 and HTTP/3 compress it as one string, which
+        # proxy_debug then logs as bytes that contain no spelling of the token alone.
+        header = given.fields[0][1].decode("utf-8", "surrogateescape")
+        kept = (usable_for or KEPT_WITHOUT_EXPIRY) + KEPT_AFTER_EXPIRY
+        self.redactor.add(header, keep_for=kept, header=True)
+        return given
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """Purge a rejected token, and replay if the rule says so (the only awaited case)."""

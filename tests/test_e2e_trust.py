@@ -6,13 +6,16 @@ without the defence it names.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import contextlib
 import json
 import re
 import subprocess
 import sys
 import threading
 
+import hpack
 import httpx
 import pytest
 from mitmproxy import io
@@ -20,7 +23,7 @@ from mitmproxy import io
 from tests.conftest import async_client, client, curl, rule, rules
 from tests.support.clients import raw_http, raw_https
 from tests.support.proxy import Mitmdump
-from tests.support.servers import RecordingServer, Reply
+from tests.support.servers import H2Server, RecordingServer, Reply
 
 
 def authorizations(server: RecordingServer) -> list[str | None]:
@@ -514,3 +517,52 @@ def test_a_refused_streamed_request_inside_a_tunnel_gets_the_502(
     assert json.loads(body)["token_endpoint_error"] == "invalid_client"
     assert api_tls.requests == []
     assert "Traceback" not in proxy.output
+
+
+SENT = re.compile(r"""SendData\(server, (b'(?:[^'\\\n]|\\.)*'|b"(?:[^"\\\n]|\\.)*")""")
+
+
+def sent_to_servers(output: str) -> list[bytes]:
+    """The bytes proxy_debug says mitmproxy sent to servers (whole statements only)."""
+    sent = []
+    for match in SENT.finditer(output):
+        with contextlib.suppress(SyntaxError, ValueError):
+            sent.append(ast.literal_eval(match.group(1)))
+    return sent
+
+
+def test_a_token_sent_over_http2_stays_out_of_proxy_debug(start_proxy, issuer, idp, server_cert):
+    """HTTP/2 compresses header values (HPACK): proxy_debug logs them as coded bytes."""
+    with H2Server(server_cert) as api:
+        proxy = start_proxy(rules(rule("api", api, idp)), options=DEBUG)
+        assert curl(proxy, f"{api.origin}/v1")[0] == 200
+        proxy.stop()
+    (token,) = issuer.issued
+    assert [r.header("authorization") for r in api.requests] == [f"Bearer {token}"]
+    frames, headers = 0, []
+    for sent in sent_to_servers(proxy.output):
+        while len(sent) >= 9 and not sent.startswith(b"PRI *"):  # a frame: 9 bytes, payload
+            length, kind = int.from_bytes(sent[:3], "big"), sent[3]
+            if kind == 1:  # HEADERS: what HPACK makes of it (a fresh decoder: it comes first)
+                frames += 1
+                with contextlib.suppress(hpack.HPACKError):
+                    headers += hpack.Decoder().decode(sent[9 : 9 + length], raw=True)
+            sent = sent[9 + length :]
+    assert frames >= 1  # the request's HEADERS frame was logged
+    assert all(token.encode() not in value for _, value in headers)
+    assert "[redacted]" in proxy.output
+
+
+def test_a_token_cut_in_two_by_proxy_debug_is_cut_out_whole(start_proxy, issuer, idp):
+    """mitmproxy cuts debug lines at 2,048 characters: the cut may fall inside the token."""
+    issuer.prefix = "Zq8xW3vN7pL2kR9mT4yB6cH1jF5dG0sA8eU3iO7" * 2
+    with RecordingServer(lambda r: Reply(body={"ok": True})) as api:
+        proxy = start_proxy(rules(rule("api", api, idp)), options=DEBUG)
+        with client(proxy) as http:
+            for n in range(0, 100, 3):  # moves the cut across the token
+                assert http.get(f"{api.origin}/v1/{'p' * n}").status_code == 200
+        proxy.stop()
+    (token,) = issuer.issued
+    assert "…" in proxy.output
+    pieces = {token[i : i + 12] for i in range(len(token) - 11)}
+    assert not any(piece in proxy.output for piece in pieces)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
+import hpack
 import pytest
 
 from addon.redaction import FEW, REDACTED, Redactor, spellings
@@ -82,3 +83,21 @@ def test_a_log_record_is_redacted_in_place(caplog):
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "got %s", ("s3cret-value",), None)
     assert redactor.filter(record)
     assert record.getMessage() == f"got {REDACTED}"
+
+
+@pytest.mark.parametrize("kept", [4, 10, len(TOKEN) - 1])
+def test_a_spelling_cut_short_by_a_log_line_limit_is_cut_out_too(kept):
+    redactor = Redactor()
+    redactor.add(TOKEN)
+    assert redactor.redact(f"Authorization: Bearer {TOKEN[:kept]}…") == (
+        f"Authorization: Bearer {REDACTED}…"
+    )
+    assert redactor.redact("Authorization: Bearer…") == "Authorization: Bearer…"
+
+
+def test_a_header_value_as_http2_compresses_it_is_cut_out():
+    header = "Bearer tok-123456789abcdef"
+    redactor = Redactor()
+    redactor.add(header, header=True)
+    frame = hpack.Encoder().encode([(b"authorization", header.encode())])
+    assert REDACTED in redactor.redact(f"SendData(server, {frame!r})")

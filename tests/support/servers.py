@@ -225,3 +225,58 @@ class DripServer:
         self._stop.set()
         self._thread.join(timeout=5)
         self._sock.close()
+
+
+class H2Server:
+    """An upstream that speaks HTTP/2 only (TLS, ALPN h2), and records each request's headers."""
+
+    def __init__(self, tls: ServerCert) -> None:
+        self.requests: list[Recorded] = []
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(tls.cert_file, tls.key_file)
+        self._context.set_alpn_protocols(["h2"])
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = "127.0.0.1", self._sock.getsockname()[1]
+        self.scheme = "https"
+        self.origin = f"https://127.0.0.1:{self.port}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        self._sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, raw: socket.socket) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        try:
+            with self._context.wrap_socket(raw, server_side=True) as conn:
+                h2conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+                h2conn.initiate_connection()
+                conn.sendall(h2conn.data_to_send())
+                while not self._stop.is_set() and (data := conn.recv(65536)):
+                    for event in h2conn.receive_data(data):
+                        if isinstance(event, h2.events.RequestReceived):
+                            headers = [(k.decode(), v.decode()) for k, v in event.headers]
+                            self.requests.append(Recorded("GET", "", headers, b""))
+                            h2conn.send_headers(event.stream_id, [(":status", "200")])
+                            h2conn.send_data(event.stream_id, b'{"ok": true}', end_stream=True)
+                    conn.sendall(h2conn.data_to_send())
+        except (OSError, ssl.SSLError):
+            pass
+
+    def __enter__(self) -> H2Server:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
