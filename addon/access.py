@@ -5,8 +5,10 @@ Pure functions: the mitmproxy glue decides when to ask them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
+import os
 import socket
 from collections.abc import Iterable
 
@@ -93,3 +95,33 @@ def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
         return ipaddress.IPv4Address(socket.inet_aton(host))
     except OSError:
         return None
+
+
+def listening_ports(pid: int | str = "self") -> frozenset[int] | None:
+    """The TCP ports a process listens on, from Linux's /proc; None where it cannot be read.
+
+    For what mitmproxy does not say, such as the port mitmweb chose for `web_port=0`.
+    """
+    try:
+        sockets = {
+            target[len("socket:[") : -1]
+            for fd in os.listdir(f"/proc/{pid}/fd")
+            if (target := _link(f"/proc/{pid}/fd/{fd}")).startswith("socket:[")
+        }
+        ports = set()
+        for table in ("tcp", "tcp6"):
+            with contextlib.suppress(FileNotFoundError), open(f"/proc/{pid}/net/{table}") as f:
+                for line in list(f)[1:]:
+                    fields = line.split()  # local address, ..., state (0A: listening), ..., inode
+                    if fields[3] == "0A" and fields[9] in sockets:
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    except OSError:
+        return None
+    return frozenset(ports)
+
+
+def _link(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:  # closed meanwhile
+        return ""

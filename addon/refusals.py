@@ -18,6 +18,7 @@ import logging
 
 import h11
 from mitmproxy import connection, ctx, http
+from mitmproxy.addonmanager import Loader
 from mitmproxy.net.http.http1 import expected_http_body_size
 from mitmproxy.utils import human
 
@@ -36,19 +37,30 @@ class Refusals:
 
     def __init__(self) -> None:
         self._server: asyncio.Server | None = None
+        self._starting: asyncio.Task[None] | None = None
         self.port: int | None = None
         """The loopback endpoint's port, once it listens."""
 
-    async def running(self) -> None:
+    def load(self, loader: Loader) -> None:
+        """Start listening at once: mitmproxy opens its own listeners before `running`."""
+        with contextlib.suppress(RuntimeError):  # no event loop yet: `running` starts it
+            self._starting = asyncio.get_running_loop().create_task(self.listen())
+
+    def running(self) -> None:
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self.listen())
+
+    async def listen(self) -> None:
         if self._server is None:
             self._server = await asyncio.start_server(_answer, "127.0.0.1", 0)
             self.port = self._server.sockets[0].getsockname()[1]
 
-    async def done(self) -> None:
+    def done(self) -> None:
+        if self._starting is not None:
+            self._starting.cancel()
         if self._server is not None:
             self._server.close()
-            self._server = None
-            self.port = None
+        self._server = self._starting = self.port = None
 
     def refuse(self, flow: http.HTTPFlow, status: int, body: dict[str, object]) -> None:
         """Answer `flow` with `status` and `body` (JSON) instead of sending it on."""

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
+import logging
 import socket
 import time
 
 from mitmproxy import ctx, http
 from mitmproxy.proxy import server_hooks
 
-from addon.access import is_local_address, is_this_machine
+from addon.access import is_local_address, is_this_machine, listening_ports
 from addon.annotations import annotate
 from addon.hosts import connect_host
 from addon.refusals import Refusals
+
+log = logging.getLogger(__name__)
 
 REFRESH = 1.0
 """Seconds for which the proxy's own addresses are taken as known (they change with options)."""
@@ -88,7 +92,25 @@ def _own_addresses() -> tuple[frozenset[int], frozenset[str]]:
             ports.add(port)
             names.add(host.lower())
     if "web_port" in ctx.options:
-        ports.add(ctx.options.web_port)
         names.add(ctx.options.web_host.lower())
+        if ctx.options.web_port:
+            ports.add(ctx.options.web_port)
+        else:  # mitmweb chose its port and does not say which: every port of ours counts
+            ports |= _listening_ports()
     names.discard("")
     return frozenset(ports), frozenset(names)
+
+
+def _listening_ports() -> frozenset[int]:
+    ports = listening_ports()
+    if ports is None:
+        _warn_once(
+            "mitmweb listens on a port it chose (web_port 0), which cannot be learnt here: "
+            "requests to it through the proxy are not refused; set web_port"
+        )
+    return ports or frozenset()
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    log.warning("%s", message)

@@ -60,17 +60,20 @@ def start_proxy(
     proxies: list[Mitmdump] = []
 
     def start(
-        rules: str, *, options: dict[str, str] | None = None, env=None, web: bool = False
+        rules: str,
+        *,
+        options: dict[str, str] | None = None,
+        env=None,
+        web: bool = False,
+        web_port: int | None = None,
     ) -> Mitmdump:
         rules_file = tmp_path / f"rules-{len(proxies)}.yaml"
         rules_file.write_text(textwrap.dedent(rules))
-        proxy = (Mitmweb if web else Mitmdump)(
-            rules_file,
-            tmp_path / "confdir",
-            options=options,
-            env=env,
-            upstream_ca=server_cert.ca_file,
-        )
+        where = {"options": options, "env": env, "upstream_ca": server_cert.ca_file}
+        if web:
+            proxy: Mitmdump = Mitmweb(rules_file, tmp_path / "confdir", web_port=web_port, **where)
+        else:
+            proxy = Mitmdump(rules_file, tmp_path / "confdir", **where)
         proxies.append(proxy)
         return proxy.start()
 

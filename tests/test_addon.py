@@ -131,9 +131,9 @@ def test_a_refused_streamed_request_goes_to_the_refusal_endpoint_or_nowhere(rule
         diverted.request.stream = True
 
         async def refuse_with_the_endpoint_running() -> None:
-            await refusals.running()
+            await refusals.listen()
             await addon.requestheaders(diverted) or None
-            await refusals.done()
+            refusals.done()
 
         asyncio.run(refuse_with_the_endpoint_running())
     assert killed.error is not None

@@ -155,9 +155,10 @@ class Mitmweb(Mitmdump):
     program = "mitmweb"
     password = "test-password"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: object, web_port: int | None = None, **kwargs: object) -> None:
+        """`web_port`: a free one by default; 0 lets mitmweb choose (and not say which)."""
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.web_port = free_port()
+        self.web_port = free_port() if web_port is None else web_port
         self.args += [
             "--web-host", "127.0.0.1", "--web-port", str(self.web_port),
             "--set", "web_open_browser=false", "--set", f"web_password={self.password}",
