@@ -29,6 +29,7 @@ from addon.events import EventLog
 from addon.exchange import Exchange
 from addon.explain import explain_url
 from addon.file_version import FileVersion, file_version
+from addon.final_check import FinalCheck
 from addon.injection import Injection, replace_fields
 from addon.matching import AmbiguousRequest, Destination, RuleIndex
 from addon.redaction import Redactor
@@ -101,6 +102,7 @@ class ClientCredentials:
         self.redact_flows = True
         self._rules_state: FileVersion | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self.final_check = FinalCheck(self.recheck)
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -182,6 +184,8 @@ class ClientCredentials:
 
     def running(self) -> None:
         self.started = True
+        if ctx.master.addons.get(FinalCheck.name) is None:
+            ctx.master.addons.add(self.final_check)  # at the end of the chain, after all others
         self.redactor.install()
         self._watcher = asyncio.get_running_loop().create_task(self.watch_rules())
 
@@ -190,6 +194,8 @@ class ClientCredentials:
         for flow, given in list(self.injections.items()):
             self.redact(flow, given)
         self.injections.clear()
+        if ctx.master.addons.get(FinalCheck.name) is self.final_check:
+            ctx.master.addons.remove(self.final_check)
         if self._watcher is not None:
             self._watcher.cancel()
         log.info("%s", summary(self.cache.status(), self.injected, self.refused))
@@ -344,6 +350,31 @@ class ClientCredentials:
         self.injections[flow] = given
         self.injected[rule.name] += 1
         annotate(flow, dict(given.metadata), given.comment)
+
+    def recheck(self, flow: http.HTTPFlow) -> None:
+        """Refuse a request that, since it got its token, was sent elsewhere by another addon."""
+        given = self.injections.get(flow)
+        if given is None or flow.response is not None or self.rules is None:
+            return
+        try:
+            rule = self.rules.match(destination(flow))
+        except AmbiguousRequest:
+            rule = None
+        if rule is given.rule or (
+            rule is not None
+            and rule.name == given.rule.name
+            and rule.credentials == given.rule.credentials
+        ):
+            return
+        del self.injections[flow]
+        headers = flow.request.headers  # the token comes off, whatever oauth_redact_flows says
+        headers.fields = replace_fields(headers.fields, given.token_field, given.redacted)
+        log.warning("rule %s: a request changed after it got its token: refused", given.rule.name)
+        self.refuse(flow, given.rule, {"message": (
+            f"the request was changed after it got the token of rule {given.rule.name} "
+            "(by map_remote, modify_headers or another addon): it no longer goes where "
+            "that rule matched"
+        )})  # fmt: skip
 
     def injection(self, rule: Rule, token: Token) -> Injection:
         """What `rule`'s requests get with `token`; raises TokenError if it may not be sent."""

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from mitmproxy import io
 
+from addon.access import listening_ports
 from tests.conftest import async_client, client, curl, rule, rules
 from tests.support.clients import raw_http, raw_https
 from tests.support.proxy import Mitmdump
@@ -566,3 +567,66 @@ def test_a_token_cut_in_two_by_proxy_debug_is_cut_out_whole(start_proxy, issuer,
     assert "…" in proxy.output
     pieces = {token[i : i + 12] for i in range(len(token) - 11)}
     assert not any(piece in proxy.output for piece in pieces)
+
+
+@pytest.mark.parametrize(
+    ("typo", "secret", "message"),
+    [
+        ("client_secret:s3cret-sentinel-flow", "s3cret-sentinel-flow",
+         "unknown key 'client_secret:…' (a space is missing after 'client_secret:')"),
+        ("client_secret: s, token_headers: {X-Api-Key:k3y-sentinel-flow}", "k3y-sentinel-flow",
+         "field 'token_headers': 'X-Api-Key:…' is not a header name"),
+    ],
+)  # fmt: skip
+def test_a_secret_run_together_with_its_key_is_never_quoted(tmp_path, typo, secret, message):
+    """YAML reads `key:value` (no space) in a flow mapping as one key."""
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(
+        "rules:\n  - {name: api, match: {host: example.com}, "
+        f"token_url: 'https://idp.example.com/token', client_id: x, {typo}}}\n"
+    )
+    proxy = Mitmdump(rules_file, tmp_path / "confdir")
+    assert proxy.run_to_exit() != 0
+    check = subprocess.run(
+        [sys.executable, "-m", "addon", "check", str(rules_file)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert message in proxy.output
+    assert message in check.stderr
+    assert secret not in proxy.output + check.stdout + check.stderr
+
+
+@pytest.mark.skipif(listening_ports() is None, reason="needs Linux's /proc to find the ports")
+def test_mitmweb_on_a_port_it_chose_is_not_reachable_through_its_own_proxy(start_proxy, idp, api):
+    """`--web-port 0`: mitmweb picks a port and does not say which, not even to addons."""
+    proxy = start_proxy(rules(rule("api", api, idp)), web=True, web_port=0)
+    assert proxy.wait_for_line(re.compile(r"Web server listening")) is not None
+    assert proxy.process is not None
+    ports = listening_ports(proxy.process.pid)
+    assert ports is not None
+    assert len(ports) >= 3  # the proxy, mitmweb, the addon's refusal endpoint
+    for port in ports:
+        request = f"GET http://127.0.0.1:{port}/flows HTTP/1.1\r\n\r\n".encode()
+        head, _, answer = raw_http(proxy.port, request).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 403"), (port, head)
+        assert json.loads(answer)["error"] == "proxy_self_access"
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ("map_remote", "|127.0.0.1:{api}/v1|127.0.0.1:{other}/v1"),  # where it goes
+        ("modify_headers", "/~q/Host/evil.example"),  # what it says it is for
+    ],
+)
+def test_a_request_other_addons_change_after_its_token_is_refused(start_proxy, idp, api, option):
+    """mitmproxy's own map_remote and modify_headers run after the addon's hooks."""
+    with RecordingServer(api.handler) as other:
+        name, value = option
+        options = {name: value.format(api=api.port, other=other.port)}
+        proxy = start_proxy(rules(rule("api", api, idp)), options=options)
+        status, body = curl(proxy, f"{api.origin}/v1/x")
+    assert status == 502
+    assert "it no longer goes where that rule matched" in json.loads(body)["message"]
+    assert other.requests == []
+    assert api.requests == []
