@@ -62,6 +62,9 @@ for _noisy in ("httpx", "httpcore"):
 EXCHANGE = "oauth_exchange"
 """Marks the flows that show token exchanges: they are never proxied or matched."""
 
+REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers")
+"""mitmproxy's options that may change a request after this addon's hooks."""
+
 RELOAD_INTERVAL = 1.0
 """Seconds between checks of the rules file for changes."""
 
@@ -77,12 +80,17 @@ _MINIMUMS = {
 
 class ClientCredentials:
     def __init__(
-        self, refusals: Refusals | None = None, clients: AllowedClients | None = None
+        self,
+        refusals: Refusals | None = None,
+        clients: AllowedClients | None = None,
+        self_access: SelfAccess | None = None,
     ) -> None:
         self.refusals = refusals or Refusals()
         """Answers the requests this addon refuses, in place of their upstream."""
         self.clients = clients or AllowedClients()
         """Who may have the requests this addon gives tokens to."""
+        self.self_access = self_access
+        """Refuses requests to this mitmproxy itself, before anything else is done with them."""
         self.rules: RuleIndex | None = None
         """None until a rules file has loaded: until then every request is refused."""
         self.started = False
@@ -164,6 +172,8 @@ class ClientCredentials:
         self.client.timeout = ctx.options.oauth_token_timeout
         self.replayer.deadline = ctx.options.oauth_replay_timeout
         self.redact_flows = ctx.options.oauth_redact_flows  # read per response: kept at hand
+        if self.started and updated & {*REWRITING_OPTIONS, "scripts"}:
+            self.place_final_check()
         if "oauth_log_json" in updated:
             if self.events is not None:
                 self.events.close()
@@ -184,8 +194,7 @@ class ClientCredentials:
 
     def running(self) -> None:
         self.started = True
-        if ctx.master.addons.get(FinalCheck.name) is None:
-            ctx.master.addons.add(self.final_check)  # at the end of the chain, after all others
+        self.place_final_check()
         self.redactor.install()
         self._watcher = asyncio.get_running_loop().create_task(self.watch_rules())
 
@@ -194,8 +203,7 @@ class ClientCredentials:
         for flow, given in list(self.injections.items()):
             self.redact(flow, given)
         self.injections.clear()
-        if ctx.master.addons.get(FinalCheck.name) is self.final_check:
-            ctx.master.addons.remove(self.final_check)
+        self.place_final_check(needed=False)
         if self._watcher is not None:
             self._watcher.cancel()
         log.info("%s", summary(self.cache.status(), self.injected, self.refused))
@@ -263,6 +271,8 @@ class ClientCredentials:
             flow.kill()
             return None
         if flow.response is not None or flow.error is not None or self.refusals.diverted(flow):
+            return None
+        if self.self_access is not None and self.self_access.refuse_if_self(flow):
             return None
         try:
             return self.inject(flow)
@@ -351,6 +361,19 @@ class ClientCredentials:
         self.injected[rule.name] += 1
         annotate(flow, dict(given.metadata), given.comment)
 
+    def place_final_check(self, needed: bool | None = None) -> None:
+        """Put the final check at the end of mitmproxy's addon chain while something there
+        may change a request: map_remote, map_local, modify_headers, another script.
+        Without any of these it would only cost two hook calls per request."""
+        if needed is None:
+            rewrites = any(getattr(ctx.options, name, None) for name in REWRITING_OPTIONS)
+            needed = rewrites or len(getattr(ctx.options, "scripts", ())) > 1
+        placed = ctx.master.addons.get(FinalCheck.name)
+        if needed and placed is None:
+            ctx.master.addons.add(self.final_check)
+        elif not needed and placed is self.final_check:
+            ctx.master.addons.remove(self.final_check)
+
     def recheck(self, flow: http.HTTPFlow) -> None:
         """Refuse a request that, since it got its token, was sent elsewhere by another addon."""
         given = self.injections.get(flow)
@@ -389,6 +412,7 @@ class ClientCredentials:
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         """Purge a rejected token, and replay if the rule says so (the only awaited case)."""
+        self.refusals.restore(flow)
         if flow.response is None:
             return None
         # Taken out now rather than when the flow dies: the weak map's clean-up would
@@ -411,6 +435,7 @@ class ClientCredentials:
         self.redact(flow, await self.replay(flow, given))
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self.refusals.restore(flow)
         given = self.injections.pop(flow, None)
         if given is not None:
             self.redact(flow, given)
@@ -597,4 +622,5 @@ def _is_mitmdump() -> bool:
 
 
 _refusals, _clients = Refusals(), AllowedClients()
-addons = [_refusals, _clients, SelfAccess(_refusals), ClientCredentials(_refusals, _clients)]
+_self_access = SelfAccess(_refusals)
+addons = [_refusals, _clients, _self_access, ClientCredentials(_refusals, _clients, _self_access)]

@@ -89,14 +89,12 @@ class Refusals:
         """Whether `flow` is on its way to the refusal endpoint."""
         return _DIVERTED in flow.metadata
 
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._restore(flow)
+    def restore(self, flow: http.HTTPFlow) -> None:
+        """Show a diverted request as the client sent it, once its answer is in.
 
-    def error(self, flow: http.HTTPFlow) -> None:
-        self._restore(flow)
-
-    def _restore(self, flow: http.HTTPFlow) -> None:
-        """Show a diverted request as the client sent it."""
+        Called from the main addon's `response` and `error` hooks rather than
+        from hooks of this addon's own: that saves two hook calls per request.
+        """
         destination = flow.metadata.pop(_DIVERTED, None)
         if destination is not None:
             data = flow.request.data

@@ -33,6 +33,12 @@ MESSAGE = "this proxy does not forward requests to itself (its listen addresses,
 
 
 class SelfAccess:
+    """Refuses CONNECTs and requests to this mitmproxy, and connections that would reach it.
+
+    `refuse_if_self` is called from the main addon's `requestheaders` hook
+    rather than from a hook of this addon's own: that saves a hook call per request.
+    """
+
     def __init__(self, refusals: Refusals) -> None:
         self.refusals = refusals
         self._ports: frozenset[int] = frozenset()
@@ -40,9 +46,6 @@ class SelfAccess:
         self._known_until = 0.0
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        self.refuse_if_self(flow)
-
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:
             self.refuse_if_self(flow)
 
@@ -60,13 +63,15 @@ class SelfAccess:
         if any(is_local_address(address) for address in addresses):
             server.error = MESSAGE
 
-    def refuse_if_self(self, flow: http.HTTPFlow) -> None:
+    def refuse_if_self(self, flow: http.HTTPFlow) -> bool:
+        """Answer `flow` with 403 if it goes to this mitmproxy; whether it did."""
         request = flow.request
         if request.port not in self.ports() or not self.names_this_proxy(request.host):
-            return
+            return False
         annotate(flow, {"action": "refused", "error": "proxy_self_access"}, f"403: {MESSAGE}")
         flow.marked = ":warning:"
         self.refusals.refuse(flow, 403, {"error": "proxy_self_access", "message": MESSAGE})
+        return True
 
     def names_this_proxy(self, host: str) -> bool:
         """`host` as the request gives it, and as it will be resolved (`127.1` is 127.0.0.1)."""

@@ -145,7 +145,7 @@ def test_a_refused_streamed_request_goes_to_the_refusal_endpoint_or_nowhere(rule
     status, _, carried = diverted.request.headers[CARRIER].partition(" ")
     assert status == "502"
     assert json.loads(base64.urlsafe_b64decode(carried))["message"].startswith("nope")
-    refusals.response(diverted)
+    refusals.restore(diverted)
     assert diverted.request.url == "https://api.example.com/v1/x"
     assert CARRIER not in diverted.request.headers
 
