@@ -102,9 +102,12 @@ class Redactor(logging.Filter):
             until = now + keep_for
             for value in values:
                 known = self._until.get(value)
-                if known is None:
-                    if header:
-                        self._headers.add(value)
+                if header and value not in self._headers:
+                    if known is not None:  # spelt anew: with the header's spellings too
+                        self._count(value, -1)
+                    self._headers.add(value)
+                    self._count(value, +1)
+                elif known is None:
                     self._count(value, +1)
                 if known is None or known < until:
                     self._until[value] = until

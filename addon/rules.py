@@ -107,6 +107,7 @@ _RULE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20\x09\x21-\x7e]*[\x21-\x7e])?")
 """An RFC 9110 field-value, visible ASCII only."""
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+_KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 _GRAMMAR = re.compile(r"<[a-z ]+>|.{1,2}")
 """What PyYAML quotes that cannot be a secret: a token's name, a character or two."""
 
@@ -472,10 +473,10 @@ def _template_problem(template: str) -> str | None:
 
 
 def _unknown_key(key: object, allowed: tuple[str, ...]) -> str:
-    name, colon, _ = str(key).partition(":")
+    name, rest = _key_parts(key)
     message = f"unknown key '{_key_label(key)}'"
-    if colon and name in allowed:
-        return f"{message} (a space is missing after '{name}:')"
+    if rest and name in allowed:
+        return f"{message} (write '{name}: value', with a space after the colon)"
     hint = difflib.get_close_matches(name, allowed, n=1)
     if hint:
         return f"{message} (did you mean '{hint[0]}'?)"
@@ -483,16 +484,21 @@ def _unknown_key(key: object, allowed: tuple[str, ...]) -> str:
 
 
 def _key_label(key: object) -> str:
-    """A key as a message may show it, never what may be a secret after it.
+    """A key as a message may show it: what a name is made of, never what may follow.
 
-    YAML reads `client_secret:s3cret` (no space after the colon) in a flow
-    mapping as one key: it is shown up to the colon.
+    YAML reads `client_secret:s3cret`, `client_secret=s3cret` or
+    `client_secret s3cret` in a flow mapping as one key, secret included.
     """
+    name, rest = _key_parts(key)
+    return f"{name}…" if rest else name
+
+
+def _key_parts(key: object) -> tuple[str, str]:
+    """(the leading name, at most 40 characters of letters, digits, `_`, `-`, `.`; the rest)."""
     text = str(key)
-    name, colon, _ = text.partition(":")
-    if colon:
-        return f"{name[:40]}:…"
-    return text if len(text) <= 40 else f"{text[:40]}…"
+    name = _KEY_NAME.match(text)
+    end = name.end() if name else 0
+    return text[:end], text[end:]
 
 
 class _RuleReader:

@@ -520,6 +520,8 @@ def test_a_refused_streamed_request_inside_a_tunnel_gets_the_502(
     assert "Traceback" not in proxy.output
 
 
+BARE_TOKEN = {"header_name": "X-Api-Token", "header_value": "{access_token}"}
+"""A rule whose header value is the token and nothing else."""
 SENT = re.compile(r"""SendData\(server, (b'(?:[^'\\\n]|\\.)*'|b"(?:[^"\\\n]|\\.)*")""")
 
 
@@ -532,14 +534,20 @@ def sent_to_servers(output: str) -> list[bytes]:
     return sent
 
 
-def test_a_token_sent_over_http2_stays_out_of_proxy_debug(start_proxy, issuer, idp, server_cert):
+@pytest.mark.parametrize(
+    ("header", "template"), [("authorization", {}), ("x-api-token", BARE_TOKEN)]
+)
+def test_a_token_sent_over_http2_stays_out_of_proxy_debug(
+    start_proxy, issuer, idp, server_cert, header, template
+):
     """HTTP/2 compresses header values (HPACK): proxy_debug logs them as coded bytes."""
     with H2Server(server_cert) as api:
-        proxy = start_proxy(rules(rule("api", api, idp)), options=DEBUG)
+        proxy = start_proxy(rules(rule("api", api, idp, **template)), options=DEBUG)
         assert curl(proxy, f"{api.origin}/v1")[0] == 200
         proxy.stop()
     (token,) = issuer.issued
-    assert [r.header("authorization") for r in api.requests] == [f"Bearer {token}"]
+    sent = [r.header(header) for r in api.requests]
+    assert sent == [token if template else f"Bearer {token}"]
     frames, headers = 0, []
     for sent in sent_to_servers(proxy.output):
         while len(sent) >= 9 and not sent.startswith(b"PRI *"):  # a frame: 9 bytes, payload
@@ -573,9 +581,13 @@ def test_a_token_cut_in_two_by_proxy_debug_is_cut_out_whole(start_proxy, issuer,
     ("typo", "secret", "message"),
     [
         ("client_secret:s3cret-sentinel-flow", "s3cret-sentinel-flow",
-         "unknown key 'client_secret:…' (a space is missing after 'client_secret:')"),
+         "unknown key 'client_secret…' (write 'client_secret: value'"),
+        ("client_secret=s3cret-sentinel-flow", "s3cret-sentinel-flow",
+         "unknown key 'client_secret…' (write 'client_secret: value'"),
+        ("client_secret s3cret-sentinel-flow", "s3cret-sentinel-flow",
+         "unknown key 'client_secret…' (write 'client_secret: value'"),
         ("client_secret: s, token_headers: {X-Api-Key:k3y-sentinel-flow}", "k3y-sentinel-flow",
-         "field 'token_headers': 'X-Api-Key:…' is not a header name"),
+         "field 'token_headers': 'X-Api-Key…' is not a header name"),
     ],
 )  # fmt: skip
 def test_a_secret_run_together_with_its_key_is_never_quoted(tmp_path, typo, secret, message):

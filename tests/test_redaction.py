@@ -101,3 +101,12 @@ def test_a_header_value_as_http2_compresses_it_is_cut_out():
     redactor.add(header, header=True)
     frame = hpack.Encoder().encode([(b"authorization", header.encode())])
     assert REDACTED in redactor.redact(f"SendData(server, {frame!r})")
+
+
+def test_a_token_that_is_the_whole_header_value_is_cut_out_of_http2_frames_too():
+    """`header_value: "{access_token}"`: the value was known, as a token, before it was a header."""
+    redactor = Redactor()
+    redactor.add("tok-123456789abcdef", keep_for=60)
+    redactor.add("tok-123456789abcdef", keep_for=60, header=True)
+    frame = hpack.Encoder().encode([(b"x-api-token", b"tok-123456789abcdef")])
+    assert REDACTED in redactor.redact(f"SendData(server, {frame!r})")
