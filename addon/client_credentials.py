@@ -11,7 +11,7 @@ import functools
 import logging
 import time
 import weakref
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable
 from urllib.parse import urlsplit
 
@@ -62,8 +62,10 @@ for _noisy in ("httpx", "httpcore"):
 EXCHANGE = "oauth_exchange"
 """Marks the flows that show token exchanges: they are never proxied or matched."""
 
-REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers")
+REWRITING_OPTIONS = ("map_remote", "map_local", "modify_headers", "stickyauth")
 """mitmproxy's options that may change a request after this addon's hooks."""
+REMEMBERED_VALUES = 4096
+"""Header values (one per rule and token) remembered to recognise copies of tokens."""
 
 RELOAD_INTERVAL = 1.0
 """Seconds between checks of the rules file for changes."""
@@ -111,6 +113,8 @@ class ClientCredentials:
         self._rules_state: FileVersion | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.final_check = FinalCheck(self.recheck)
+        self.given: OrderedDict[bytes, None] = OrderedDict()
+        """The header values given to requests lately, tokens in them: to know copies."""
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -363,7 +367,7 @@ class ClientCredentials:
 
     def place_final_check(self, needed: bool | None = None) -> None:
         """Put the final check at the end of mitmproxy's addon chain while something there
-        may change a request: map_remote, map_local, modify_headers, another script.
+        may change a request: map_remote, map_local, modify_headers, stickyauth, a script.
         Without any of these it would only cost two hook calls per request."""
         if needed is None:
             rewrites = any(getattr(ctx.options, name, None) for name in REWRITING_OPTIONS)
@@ -375,9 +379,13 @@ class ClientCredentials:
             ctx.master.addons.remove(self.final_check)
 
     def recheck(self, flow: http.HTTPFlow) -> None:
-        """Refuse a request that, since it got its token, was sent elsewhere by another addon."""
+        """Refuse a request that, since it got its token, was sent elsewhere by another addon,
+        or that carries a token this addon did not give it (stickyauth copies them)."""
+        if flow.response is not None or self.rules is None:
+            return
         given = self.injections.get(flow)
-        if given is None or flow.response is not None or self.rules is None:
+        if given is None:
+            self.refuse_if_copied(flow)
             return
         try:
             rule = self.rules.match(destination(flow))
@@ -399,15 +407,30 @@ class ClientCredentials:
             "that rule matched"
         )})  # fmt: skip
 
+    def refuse_if_copied(self, flow: http.HTTPFlow) -> None:
+        headers = flow.request.headers
+        copied = [name for name, value in headers.fields if value in self.given]
+        if not copied:
+            return
+        headers.fields = tuple(f for f in headers.fields if f[1] not in self.given)
+        log.warning("a request to %s carried a copy of a token: refused", flow.request.host)
+        self.refuse(flow, None, {"message": (
+            "the request carries a token this proxy gave another request, copied by "
+            "stickyauth or another addon: tokens only go with the requests their rule matches"
+        )})  # fmt: skip
+
     def injection(self, rule: Rule, token: Token) -> Injection:
         """What `rule`'s requests get with `token`; raises TokenError if it may not be sent."""
         usable_for = self.cache.usable_for(rule.credentials)
         given = Injection(rule, token, None if usable_for is None else time.time() + usable_for)
         # The whole header value too: HTTP/2 and HTTP/3 compress it as one string, which
         # proxy_debug then logs as bytes that contain no spelling of the token alone.
-        header = given.fields[0][1].decode("utf-8", "surrogateescape")
+        value = given.fields[0][1]
         kept = (usable_for or KEPT_WITHOUT_EXPIRY) + KEPT_AFTER_EXPIRY
-        self.redactor.add(header, keep_for=kept, header=True)
+        self.redactor.add(value.decode("utf-8", "surrogateescape"), keep_for=kept, header=True)
+        self.given[value] = None
+        while len(self.given) > REMEMBERED_VALUES:
+            self.given.popitem(last=False)
         return given
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:

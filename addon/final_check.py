@@ -1,9 +1,10 @@
 """The last word on a request that carries a token, after every other addon has had its say.
 
-mitmproxy runs a script's hooks before its own `map_remote`, `map_local` and
-`modify_headers`, and before scripts loaded later: any of them may change where
-a request goes, or its Host header, after the token went on. This addon is
-added at the end of mitmproxy's addon chain, so it sees the request as it
+mitmproxy runs a script's hooks before its own `map_remote`, `map_local`,
+`modify_headers` and `stickyauth`, and before scripts loaded later: any of them
+may change where a request goes, or its Host header, after the token went on,
+and `stickyauth` copies a token to other requests to the same host. This addon
+is added at the end of mitmproxy's addon chain, so it sees each request as it
 will be sent.
 """
 

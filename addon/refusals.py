@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
+import hmac
 import json
 import logging
+import secrets
 
 import h11
 from mitmproxy import connection, ctx, http
@@ -36,6 +39,8 @@ class Refusals:
     """Answers refused requests with a status and a JSON body; nothing reaches the upstream."""
 
     def __init__(self) -> None:
+        self._key = secrets.token_urlsafe(18)
+        """Carried by every diverted request: the endpoint answers nobody else."""
         self._server: asyncio.Server | None = None
         self._starting: asyncio.Task[None] | None = None
         self.port: int | None = None
@@ -52,7 +57,8 @@ class Refusals:
 
     async def listen(self) -> None:
         if self._server is None:
-            self._server = await asyncio.start_server(_answer, "127.0.0.1", 0)
+            answer = functools.partial(_answer, self._key)
+            self._server = await asyncio.start_server(answer, "127.0.0.1", 0)
             self.port = self._server.sockets[0].getsockname()[1]
 
     def done(self) -> None:
@@ -83,7 +89,7 @@ class Refusals:
         # A new server connection: not the tunnel's, not through an upstream proxy.
         flow.server_conn = connection.Server(address=("127.0.0.1", self.port))
         carried = base64.urlsafe_b64encode(content.encode()).decode()
-        request.headers[CARRIER] = f"{status} {carried}"
+        request.headers[CARRIER] = f"{self._key} {status} {carried}"
 
     def diverted(self, flow: http.HTTPFlow) -> bool:
         """Whether `flow` is on its way to the refusal endpoint."""
@@ -119,8 +125,11 @@ def _streamed(flow: http.HTTPFlow) -> bool:
     return size is None or size < 0 or size > limit
 
 
-async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Serve one connection from mitmproxy: read each request whole, answer what it carries."""
+async def _answer(key: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Serve one connection from mitmproxy: read each request whole, answer what it carries.
+
+    A request without this process's `key` is not from mitmproxy: the connection is closed.
+    """
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
     answer: tuple[int, bytes] = (502, b"{}")
     try:
@@ -129,7 +138,10 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             if event is h11.NEED_DATA:
                 conn.receive_data(await reader.read(65536))  # b"" at the end: ConnectionClosed
             elif isinstance(event, h11.Request):
-                answer = _carried(event.headers)
+                carried = _carried(key, event.headers)
+                if carried is None:
+                    return
+                answer = carried
             elif isinstance(event, h11.EndOfMessage):
                 status, body = answer
                 headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
@@ -150,10 +162,13 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             await writer.wait_closed()
 
 
-def _carried(headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+def _carried(key: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes] | None:
+    """The status and body a diverted request carries; None without the key."""
     for name, value in headers:
         if name.lower() == CARRIER.lower().encode():
-            status, _, carried = value.partition(b" ")
-            with contextlib.suppress(ValueError):
-                return int(status), base64.urlsafe_b64decode(carried)
-    return 502, b'{"error": "refused"}'
+            given, _, rest = value.partition(b" ")
+            status, _, carried = rest.partition(b" ")
+            if hmac.compare_digest(given, key.encode()):
+                with contextlib.suppress(ValueError):
+                    return int(status), base64.urlsafe_b64decode(carried)
+    return None

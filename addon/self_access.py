@@ -54,6 +54,8 @@ class SelfAccess:
         server = data.server
         if server.error or not server.address or server.address[1] not in self.ports():
             return
+        if server.address == ("127.0.0.1", self.refusals.port):
+            return  # a refused request on its way to be answered
         host, port = server.address[:2]
         try:
             found = await asyncio.get_running_loop().getaddrinfo(host, port)
@@ -85,6 +87,8 @@ class SelfAccess:
         now = time.monotonic()
         if now >= self._known_until:
             self._ports, self._names = _own_addresses()
+            if self.refusals.port is not None:
+                self._ports |= {self.refusals.port}
             self._known_until = now + REFRESH
         return self._ports
 

@@ -642,3 +642,28 @@ def test_a_request_other_addons_change_after_its_token_is_refused(start_proxy, i
     assert "it no longer goes where that rule matched" in json.loads(body)["message"]
     assert other.requests == []
     assert api.requests == []
+
+
+def test_a_token_copied_by_stickyauth_goes_nowhere(start_proxy, idp, api):
+    """stickyauth keeps a host's last Authorization and adds it to its other requests."""
+    match = {"host": api.host, "port": api.port, "scheme": "http", "path": "/v1"}
+    proxy = start_proxy(rules(rule("api", api, idp, match=match)), options={"stickyauth": "~q"})
+    assert curl(proxy, f"{api.origin}/v1/a")[0] == 200
+    status, body = curl(proxy, f"{api.origin}/admin")  # no rule matches: no token may go
+    assert status == 502
+    assert "copied by stickyauth" in json.loads(body)["message"]
+    assert authorizations(api) == ["Bearer sentinel-token-1"]
+
+
+def test_a_streamed_refusal_under_mitmweb_on_a_port_it_chose_still_gets_its_json(
+    start_proxy, tmp_path, issuer, idp, api
+):
+    """Every port of the process counts as the proxy's own, but not for the refusals' way out."""
+    issuer.reply = lambda r: Reply(401, {"error": "invalid_client"})
+    (tmp_path / "body").write_bytes(b"x" * 200_000)
+    options = {"stream_large_bodies": "1k"}
+    proxy = start_proxy(rules(rule("api", api, idp)), web=True, web_port=0, options=options)
+    status, body = curl(proxy, f"{api.origin}/upload", "--data-binary", f"@{tmp_path / 'body'}")
+    assert status == 502
+    assert json.loads(body)["token_endpoint_error"] == "invalid_client"
+    assert api.requests == []
