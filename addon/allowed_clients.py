@@ -35,6 +35,11 @@ REMEMBERED = 4096
 
 
 class AllowedClients:
+    """oauth_allowed_clients, and the warning when the proxy listens beyond this machine.
+
+    A part of the main addon, which calls its hooks: see `ClientCredentials` for why.
+    """
+
     def __init__(self) -> None:
         self.networks: tuple[Network, ...] = parse_networks(DEFAULT_ALLOWED_CLIENTS)
         self._verdicts: dict[str | None, bool] = {}

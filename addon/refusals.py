@@ -36,7 +36,10 @@ MAX_HEAD = 1 << 20
 
 
 class Refusals:
-    """Answers refused requests with a status and a JSON body; nothing reaches the upstream."""
+    """Answers refused requests with a status and a JSON body; nothing reaches the upstream.
+
+    A part of the main addon, which calls its hooks: see `ClientCredentials` for why.
+    """
 
     def __init__(self) -> None:
         self._key = secrets.token_urlsafe(18)
@@ -96,11 +99,7 @@ class Refusals:
         return _DIVERTED in flow.metadata
 
     def restore(self, flow: http.HTTPFlow) -> None:
-        """Show a diverted request as the client sent it, once its answer is in.
-
-        Called from the main addon's `response` and `error` hooks rather than
-        from hooks of this addon's own: that saves two hook calls per request.
-        """
+        """Show a diverted request as the client sent it, once its answer is in."""
         destination = flow.metadata.pop(_DIVERTED, None)
         if destination is not None:
             data = flow.request.data

@@ -3,8 +3,8 @@
 Through the proxy, a client reaches 127.0.0.1 as the proxy does. mitmweb's API
 listens there: a client could read other clients' flows, tokens in flight
 among them, and change options such as `oauth_redact_flows` (CVE-2025-23217,
-fixed in mitmproxy 11.1.2, which needs Python 3.12). This addon refuses such
-requests whatever the mitmproxy version.
+fixed in mitmproxy 11.1.2, which needs Python 3.12). These are refused here
+whatever the mitmproxy version.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ MESSAGE = "this proxy does not forward requests to itself (its listen addresses,
 class SelfAccess:
     """Refuses CONNECTs and requests to this mitmproxy, and connections that would reach it.
 
-    `refuse_if_self` is called from the main addon's `requestheaders` hook
-    rather than from a hook of this addon's own: that saves a hook call per request.
+    A part of the main addon, which calls its hooks (and `refuse_if_self` from
+    its `requestheaders`): see `ClientCredentials` for why.
     """
 
     def __init__(self, refusals: Refusals) -> None:

@@ -14,7 +14,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from addon.client_credentials import ClientCredentials
 from addon.errors import TokenError
-from addon.refusals import CARRIER, Refusals
+from addon.refusals import CARRIER
 from addon.rules import Credentials
 from addon.secret import Secret
 from addon.token import Token
@@ -119,8 +119,8 @@ def test_token_error_answers_502(rules_file):
 
 def test_a_refused_streamed_request_goes_to_the_refusal_endpoint_or_nowhere(rules_file):
     """mitmproxy cannot answer a request whose body it streams: the endpoint answers it."""
-    refusals = Refusals()
-    addon = ClientCredentials(refusals)
+    addon = ClientCredentials()
+    refusals = addon.refusals
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth_rules=str(rules_file))
         addon.cache._fetch = token_fetcher([], TokenError("nope", status=400))
