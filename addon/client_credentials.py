@@ -255,6 +255,7 @@ class ClientCredentials:
         while True:
             await asyncio.sleep(RELOAD_INTERVAL)
             try:
+                self.self_access.refresh()
                 await self.reload_if_changed()
             except Exception:  # a bug of ours must not end the watching: rules may be removed
                 log.exception("rules reload failed; the previous rules stay active")

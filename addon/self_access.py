@@ -15,7 +15,6 @@ import functools
 import ipaddress
 import logging
 import socket
-import time
 
 from mitmproxy import ctx, http
 from mitmproxy.proxy import server_hooks
@@ -27,8 +26,6 @@ from addon.refusals import Refusals
 
 log = logging.getLogger(__name__)
 
-REFRESH = 1.0
-"""Seconds for which the proxy's own addresses are taken as known (they change with options)."""
 MESSAGE = "this proxy does not forward requests to itself (its listen addresses, its web interface)"
 
 
@@ -41,9 +38,8 @@ class SelfAccess:
 
     def __init__(self, refusals: Refusals) -> None:
         self.refusals = refusals
-        self._ports: frozenset[int] = frozenset()
+        self._ports: frozenset[int] | None = None
         self._names: frozenset[str] = frozenset()
-        self._known_until = 0.0
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:
@@ -83,14 +79,21 @@ class SelfAccess:
         return any(name in self._names or is_this_machine(name) for name in spellings)
 
     def ports(self) -> frozenset[int]:
-        """The ports this mitmproxy listens on, its web interface's included."""
-        now = time.monotonic()
-        if now >= self._known_until:
-            self._ports, self._names = _own_addresses()
-            if self.refusals.port is not None:
-                self._ports |= {self.refusals.port}
-            self._known_until = now + REFRESH
+        """The ports this mitmproxy listens on, its web interface's included, as last read."""
+        if self._ports is None:
+            self.refresh()
+            assert self._ports is not None
         return self._ports
+
+    def refresh(self) -> None:
+        """Read the proxy's own addresses again: listen options may change while it runs.
+
+        The main addon calls this every second, so that requests need not.
+        """
+        ports, self._names = _own_addresses()
+        if self.refusals.port is not None:
+            ports |= {self.refusals.port}
+        self._ports = ports
 
 
 def _own_addresses() -> tuple[frozenset[int], frozenset[str]]:

@@ -87,7 +87,7 @@ def hook_data(host: str, port: int) -> server_hooks.ServerConnectionHookData:
 def test_a_name_that_resolves_to_this_machine_is_not_connected_to():
     guard = SelfAccess(Refusals())
     with taddons.context(guard):
-        guard._ports, guard._known_until = frozenset({8081}), float("inf")
+        guard._ports = frozenset({8081})
         own, other = hook_data("localhost", 8081), hook_data("localhost", 8082)
         asyncio.run(guard.server_connect(own))
         asyncio.run(guard.server_connect(other))
