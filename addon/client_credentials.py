@@ -116,6 +116,7 @@ class ClientCredentials:
         self._rules_state: FileVersion | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.final_check = FinalCheck(self.recheck)
+        self._closing: asyncio.Task[None] | None = None
         self.given: OrderedDict[bytes, None] = OrderedDict()
         """The header values given to requests lately, tokens in them: to know copies."""
 
@@ -209,7 +210,9 @@ class ClientCredentials:
         self.redactor.install()
         self._watcher = asyncio.get_running_loop().create_task(self.watch_rules())
 
-    async def done(self) -> None:
+    def done(self) -> None:
+        """Synchronous: mitmproxy calls `done` from a synchronous context when it reloads the
+        script (an async one raised there, and the reloaded script never came back)."""
         # Flows still in flight are saved after this (`save_stream_file`): not with their token.
         for flow, given in list(self.injections.items()):
             self.redact(flow, given)
@@ -222,6 +225,10 @@ class ClientCredentials:
         if self.events is not None:
             self.events.close()
         self.refusals.done()
+        loop = asyncio.get_running_loop()
+        self._closing = loop.create_task(self.close_clients())
+
+    async def close_clients(self) -> None:
         await self.client.aclose()
         await self.replayer.aclose()
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.certs import ServerCert, make_server_cert
-from tests.support.proxy import Mitmdump, Mitmweb
+from tests.support.proxy import ADDON, Mitmdump, Mitmweb
 from tests.support.servers import DripServer, RecordingServer, TokenIssuer, echo
 
 CLIENT_SECRET = "sentinel-client-secret-7f3a"
@@ -66,10 +66,12 @@ def start_proxy(
         env=None,
         web: bool = False,
         web_port: int | None = None,
+        script: Path = ADDON,
     ) -> Mitmdump:
         rules_file = tmp_path / f"rules-{len(proxies)}.yaml"
         rules_file.write_text(textwrap.dedent(rules))
-        where = {"options": options, "env": env, "upstream_ca": server_cert.ca_file}
+        where = {"options": options, "env": env, "upstream_ca": server_cert.ca_file,
+                 "script": script}  # fmt: skip
         if web:
             proxy: Mitmdump = Mitmweb(rules_file, tmp_path / "confdir", web_port=web_port, **where)
         else:

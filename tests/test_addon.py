@@ -199,7 +199,8 @@ def test_bad_rules_while_running_are_refused_and_old_rules_stay(rules_file, tmp_
             if pending is not None:
                 await pending
             assert f.request.headers["Authorization"] == "Bearer tok"
-            await addon.done()
+            addon.done()
+            await addon._closing
 
     asyncio.run(scenario())
     assert f.request.headers["Authorization"].startswith("Bearer [redacted sha256:")  # at exit

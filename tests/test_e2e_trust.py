@@ -23,7 +23,7 @@ from mitmproxy import io
 from addon.access import listening_ports
 from tests.conftest import async_client, client, curl, rule, rules
 from tests.support.clients import raw_http, raw_https
-from tests.support.proxy import Mitmdump
+from tests.support.proxy import ADDON, Mitmdump
 from tests.support.servers import H2Server, RecordingServer, Reply
 
 
@@ -667,3 +667,17 @@ def test_a_streamed_refusal_under_mitmweb_on_a_port_it_chose_still_gets_its_json
     assert status == 502
     assert json.loads(body)["token_endpoint_error"] == "invalid_client"
     assert api.requests == []
+
+
+def test_the_addon_survives_its_script_being_reloaded(start_proxy, tmp_path, idp, api):
+    """mitmproxy reloads an edited script, calling its `done` from a synchronous context."""
+    script = tmp_path / "client_credentials.py"
+    script.write_text(ADDON.read_text())
+    proxy = start_proxy(rules(rule("api", api, idp)), script=script)
+    assert curl(proxy, f"{api.origin}/v1")[0] == 200
+    script.write_text(ADDON.read_text() + "\n# edited\n")
+    assert proxy.wait_for_line(re.compile(r"oauth: 1 request\(s\) got a token")) is not None
+    assert proxy.wait_for_count("rule(s) loaded", 2)  # the reloaded script read its rules
+    assert curl(proxy, f"{api.origin}/v1")[0] == 200
+    assert authorizations(api) == ["Bearer sentinel-token-1", "Bearer sentinel-token-2"]
+    assert "AddonManagerError" not in proxy.output

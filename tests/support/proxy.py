@@ -34,7 +34,9 @@ class Mitmdump:
         options: dict[str, str] | None = None,
         env: dict[str, str] | None = None,
         upstream_ca: Path | None = None,
+        script: Path = ADDON,
     ) -> None:
+        """`script`: the addon's entry script, or a copy of it to edit while it runs."""
         self.confdir = confdir
         self.rules_file = rules_file
         args = [
@@ -42,7 +44,7 @@ class Mitmdump:
             "--listen-host", "127.0.0.1",
             "--listen-port", "0",
             "--set", f"confdir={confdir}",
-            "-s", str(ADDON),
+            "-s", str(script),
             "--set", f"oauth_rules={rules_file}",
         ]  # fmt: skip
         if upstream_ca is not None:
@@ -138,6 +140,11 @@ class Mitmdump:
         with self._changed:
             self._changed.wait_for(ready, timeout)
             return found()
+
+    def wait_for_count(self, text: str, count: int, timeout: float = 10.0) -> bool:
+        """Whether `text` has been printed `count` times, waiting up to `timeout` seconds."""
+        with self._changed:
+            return self._changed.wait_for(lambda: "".join(self.lines).count(text) >= count, timeout)
 
     def stop(self) -> None:
         processes.stop(self.process)
