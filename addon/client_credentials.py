@@ -348,11 +348,8 @@ class ClientCredentials:
             "oauth_allowed_clients and did not authenticate to the proxy (proxyauth)"
         )
         log.warning("rule %s: refused a request from %s: not an allowed client", rule.name, address)
-        body: dict[str, object] = {"error": "client_not_allowed", "rule": rule.name,
-                                   "message": message}  # fmt: skip
-        annotate(flow, {"action": "refused", **body}, f"rule {rule.name}: 403: {message}")
-        flow.marked = ":warning:"
-        self.refusals.refuse(flow, 403, body)
+        body = {"error": "client_not_allowed", "rule": rule.name, "message": message}
+        self.answer(flow, 403, body, f"rule {rule.name}: 403: {message}")
 
     def refuse_for(self, flow: http.HTTPFlow, rule: Rule, error: TokenError) -> None:
         self.refused[rule.name] += 1
@@ -362,11 +359,15 @@ class ClientCredentials:
         """Answer in place of the upstream: a request never leaves without its token."""
         body = {"error": "token_unavailable", "rule": rule.name if rule else None, **details}
         name = f"rule {rule.name}" if rule else "no rule"
-        annotate(
-            flow, {"action": "refused", **body}, f"{name}: no token, 502: {details['message']}"
-        )
+        self.answer(flow, 502, body, f"{name}: no token, 502: {details['message']}")
+
+    def answer(
+        self, flow: http.HTTPFlow, status: int, body: dict[str, object], comment: str
+    ) -> None:
+        """Refuse `flow` with `status` and `body`, and say so where operators look."""
+        annotate(flow, {"action": "refused", **body}, comment)
         flow.marked = ":warning:"
-        self.refusals.refuse(flow, 502, body)
+        self.refusals.refuse(flow, status, body)
 
     def fail_closed(self, flow: http.HTTPFlow) -> None:
         log.exception("unexpected error in the token addon; the request is refused")
@@ -431,8 +432,7 @@ class ClientCredentials:
 
     def refuse_if_copied(self, flow: http.HTTPFlow) -> None:
         headers = flow.request.headers
-        copied = [name for name, value in headers.fields if value in self.given]
-        if not copied:
+        if not any(value in self.given for _, value in headers.fields):
             return
         headers.fields = tuple(f for f in headers.fields if f[1] not in self.given)
         log.warning("a request to %s carried a copy of a token: refused", flow.request.host)

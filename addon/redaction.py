@@ -119,8 +119,7 @@ class Redactor(logging.Filter):
                     del self._until[value]
                     self._count(value, -1)
                     self._headers.discard(value)
-            few = len(self._users) <= FEW
-            self._few = tuple(sorted(self._users, key=len, reverse=True)) if few else ()
+            self._few = tuple(sorted(self._users, key=len, reverse=True)) if self.few else ()
 
     @property
     def few(self) -> bool:

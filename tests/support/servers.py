@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs
 
 from tests.support.certs import ServerCert
@@ -184,14 +184,12 @@ class TokenIssuer:
         return Reply(body=body)
 
 
-class DripServer:
-    """A token endpoint that answers a byte at a time, for ever: only a deadline ends it."""
+class _SocketServer:
+    """A loopback listener that hands each connection to `_handle` in a thread of its own."""
 
-    def __init__(self, interval: float = 0.2) -> None:
-        self.interval = interval
+    def __init__(self) -> None:
         self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
+        self.host, self.port = "127.0.0.1", self._sock.getsockname()[1]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
@@ -202,9 +200,30 @@ class DripServer:
                 conn, _ = self._sock.accept()
             except TimeoutError:
                 continue
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
-    def _drip(self, conn: socket.socket) -> None:
+    def _handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+
+class DripServer(_SocketServer):
+    """A token endpoint that answers a byte at a time, for ever: only a deadline ends it."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        super().__init__()
+        self.interval = interval
+        self.origin = f"http://127.0.0.1:{self.port}"
+
+    def _handle(self, conn: socket.socket) -> None:
         with conn:
             try:
                 conn.recv(65536)
@@ -217,41 +236,20 @@ class DripServer:
             except OSError:
                 pass
 
-    def __enter__(self) -> DripServer:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
-
-
-class H2Server:
+class H2Server(_SocketServer):
     """An upstream that speaks HTTP/2 only (TLS, ALPN h2), and records each request's headers."""
 
     def __init__(self, tls: ServerCert) -> None:
+        super().__init__()
         self.requests: list[Recorded] = []
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._context.load_cert_chain(tls.cert_file, tls.key_file)
         self._context.set_alpn_protocols(["h2"])
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.host, self.port = "127.0.0.1", self._sock.getsockname()[1]
         self.scheme = "https"
         self.origin = f"https://127.0.0.1:{self.port}"
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    def _serve(self) -> None:
-        self._sock.settimeout(0.1)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
-
-    def _answer(self, raw: socket.socket) -> None:
+    def _handle(self, raw: socket.socket) -> None:
         import h2.config
         import h2.connection
         import h2.events
@@ -271,12 +269,3 @@ class H2Server:
                     conn.sendall(h2conn.data_to_send())
         except (OSError, ssl.SSLError):
             pass
-
-    def __enter__(self) -> H2Server:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._sock.close()
