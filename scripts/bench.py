@@ -134,12 +134,12 @@ def spread(values: list[float]) -> str:
 
 
 def micro(rounds: int) -> dict:
+    from mitm_oauth.mitm.addon import ClientCredentials
+    from mitm_oauth.oauth.response import Token
+    from mitm_oauth.secret import Secret
     from mitmproxy.proxy.layers.http import HttpRequestHeadersHook
     from mitmproxy.test import taddons, tflow, tutils
 
-    from addon.client_credentials import ClientCredentials
-    from addon.secret import Secret
-    from addon.token import Token
     from scripts.benchlib.trivial_addon import Trivial
 
     def flow():
@@ -490,8 +490,8 @@ read and indexed in ~1.2 s."""
 
 
 def startup(work: Path, ca: Path, ports: dict, loads: int) -> dict:
-    from addon.matching import RuleIndex
-    from addon.rules import load_rules
+    from mitm_oauth.config.rules import load_rules
+    from mitm_oauth.matching.index import RuleIndex
 
     one, many = rules_files(work, ports)
     load_times = []

@@ -67,11 +67,12 @@ def start_proxy(
         web: bool = False,
         web_port: int | None = None,
         script: Path = ADDON,
+        more_scripts: tuple[Path, ...] = (),
     ) -> Mitmdump:
         rules_file = tmp_path / f"rules-{len(proxies)}.yaml"
         rules_file.write_text(textwrap.dedent(rules))
         where = {"options": options, "env": env, "upstream_ca": server_cert.ca_file,
-                 "script": script}  # fmt: skip
+                 "script": script, "more_scripts": more_scripts}  # fmt: skip
         if web:
             proxy: Mitmdump = Mitmweb(rules_file, tmp_path / "confdir", web_port=web_port, **where)
         else:

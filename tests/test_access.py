@@ -6,19 +6,18 @@ import asyncio
 import ipaddress
 
 import pytest
-from mitmproxy import connection
-from mitmproxy.proxy import server_hooks
-from mitmproxy.test import taddons, tflow
-
-from addon.access import (
+from mitm_oauth.access import (
     DEFAULT_ALLOWED_CLIENTS,
     client_address,
     is_allowed,
     is_this_machine,
     parse_networks,
 )
-from addon.refusals import Refusals
-from addon.self_access import SelfAccess
+from mitm_oauth.mitm.refusals import Refusals
+from mitm_oauth.mitm.self_access import SelfAccess
+from mitmproxy import connection
+from mitmproxy.proxy import server_hooks
+from mitmproxy.test import taddons, tflow
 
 DEFAULT = parse_networks(DEFAULT_ALLOWED_CLIENTS)
 

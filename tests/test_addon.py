@@ -9,15 +9,14 @@ import time
 from pathlib import Path
 
 import pytest
+from mitm_oauth.config.rules import Credentials
+from mitm_oauth.errors import TokenError
+from mitm_oauth.mitm.addon import ClientCredentials
+from mitm_oauth.mitm.refusals import CARRIER
+from mitm_oauth.oauth.response import Token
+from mitm_oauth.secret import Secret
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow, tutils
-
-from addon.client_credentials import ClientCredentials
-from addon.errors import TokenError
-from addon.refusals import CARRIER
-from addon.rules import Credentials
-from addon.secret import Secret
-from addon.token import Token
 
 RULES = """
 rules:

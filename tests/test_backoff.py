@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from addon.backoff import MAX_RETRY_AFTER, Backoff
-from addon.errors import TokenError
+from mitm_oauth.errors import TokenError
+from mitm_oauth.oauth.backoff import MAX_RETRY_AFTER, Backoff
 
 TRANSIENT = TokenError("timeout")
 PERMANENT = TokenError("refused", status=401, error="invalid_client")

@@ -11,12 +11,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from mitm_oauth.config.rules import load_rules, parse_rules
+from mitm_oauth.config.schema import SCHEMA, schema_json
+from mitm_oauth.errors import RulesError
+from mitm_oauth.matching.explain import explain_url
+from mitm_oauth.matching.index import RuleIndex
 
-from addon.errors import RulesError
-from addon.explain import explain_url
-from addon.matching import RuleIndex
-from addon.rules import load_rules, parse_rules
-from addon.schema import SCHEMA, schema_json
 from tests.conftest import CLIENT_SECRET, rule, rules
 from tests.support.servers import Reply
 
@@ -27,7 +27,7 @@ SEED_SECRET = "YOUR-CLIENT-SECRET"
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "addon", *args], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "mitm_oauth", *args], capture_output=True, text=True, timeout=60,
         cwd=ROOT, env={"PATH": "/usr/bin:/bin", **(env or {})}, check=False,
     )  # fmt: skip
 
@@ -194,7 +194,7 @@ def test_schema_is_shipped_and_validates_the_example():
 
 
 def test_schema_knows_every_field_the_loader_knows():
-    from addon.rules import MATCH_KEYS, RULE_KEYS
+    from mitm_oauth.config.rules import MATCH_KEYS, RULE_KEYS
 
     rule_schema = SCHEMA["properties"]["rules"]["items"]
     assert set(rule_schema["properties"]) == set(RULE_KEYS)

@@ -18,9 +18,9 @@ import threading
 import hpack
 import httpx
 import pytest
+from mitm_oauth.access import listening_ports
 from mitmproxy import io
 
-from addon.access import listening_ports
 from tests.conftest import async_client, client, curl, rule, rules
 from tests.support.clients import raw_http, raw_https
 from tests.support.proxy import ADDON, Mitmdump
@@ -398,7 +398,7 @@ def test_a_json_escaped_secret_echoed_by_the_endpoint_is_cut_everywhere(
     rules_file = tmp_path / "check.yaml"
     rules_file.write_text(rules(shown))
     check = subprocess.run(
-        [sys.executable, "-m", "addon", "check", "--fetch", str(rules_file)],
+        [sys.executable, "-m", "mitm_oauth", "check", "--fetch", str(rules_file)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert check.returncode == 1
@@ -433,7 +433,7 @@ def test_a_secret_in_a_broken_rules_file_is_never_quoted(
     (tmp_path / "broken.yaml").replace(proxy.rules_file)  # a hot reload
     proxy.wait_for_line(re.compile(r"previous rules stay active"))
     check = subprocess.run(
-        [sys.executable, "-m", "addon", "check", str(proxy.rules_file)],
+        [sys.executable, "-m", "mitm_oauth", "check", str(proxy.rules_file)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert check.returncode == 1
@@ -600,7 +600,7 @@ def test_a_secret_run_together_with_its_key_is_never_quoted(tmp_path, typo, secr
     proxy = Mitmdump(rules_file, tmp_path / "confdir")
     assert proxy.run_to_exit() != 0
     check = subprocess.run(
-        [sys.executable, "-m", "addon", "check", str(rules_file)],
+        [sys.executable, "-m", "mitm_oauth", "check", str(rules_file)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert message in proxy.output

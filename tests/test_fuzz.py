@@ -9,12 +9,11 @@ import math
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from addon.errors import RulesError, TokenError
-from addon.hosts import connect_host, normalise_host, wire_host
-from addon.matching import AmbiguousRequest, Destination, canonical_path
-from addon.rules import parse_rules
-from addon.token import MAX_EXPIRES_IN, parse_token_response
+from mitm_oauth.config.rules import parse_rules
+from mitm_oauth.errors import RulesError, TokenError
+from mitm_oauth.matching.hosts import connect_host, normalise_host, wire_host
+from mitm_oauth.matching.index import AmbiguousRequest, Destination, canonical_path
+from mitm_oauth.oauth.response import MAX_EXPIRES_IN, parse_token_response
 
 json_scalars = (
     st.none()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from addon.errors import TokenError
-from addon.injection import Injection, replace_fields
-from addon.rules import Credentials, Match, Rule
-from addon.secret import Secret
-from addon.token import Token
+from mitm_oauth.config.rules import Credentials, Match, Rule
+from mitm_oauth.errors import TokenError
+from mitm_oauth.injection import Injection, replace_fields
+from mitm_oauth.oauth.response import Token
+from mitm_oauth.secret import Secret
 
 CREDS = Credentials("https://idp.example/token", Secret("id"), Secret("secret"))
 TOKEN = Token(Secret("the-token"), "Bearer", 3600)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from addon.matching import (
+from mitm_oauth.config.rules import Credentials, Match, Rule
+from mitm_oauth.matching.index import (
     REMEMBERED,
     AmbiguousRequest,
     Destination,
@@ -12,8 +12,7 @@ from addon.matching import (
     canonical_path,
     path_has_prefix,
 )
-from addon.rules import Credentials, Match, Rule
-from addon.secret import Secret
+from mitm_oauth.secret import Secret
 
 CREDS = Credentials("https://idp.example/token", Secret("id"), Secret("secret"))
 

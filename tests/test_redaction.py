@@ -7,8 +7,7 @@ import logging
 
 import hpack
 import pytest
-
-from addon.redaction import FEW, REDACTED, Redactor, spellings
+from mitm_oauth.observe.redaction import FEW, REDACTED, Redactor, spellings
 
 TOKEN = "t0k\\en'x\"y-é"
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from addon.errors import TokenError
-from addon.token import MAX_EXPIRES_IN, parse_token_response
+from mitm_oauth.errors import TokenError
+from mitm_oauth.oauth.response import MAX_EXPIRES_IN, parse_token_response
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"

@@ -6,12 +6,11 @@ import asyncio
 import logging
 
 import pytest
-
-from addon.errors import TokenError
-from addon.rules import Credentials, Match, Rule, credential_sets
-from addon.secret import Secret
-from addon.token import Token
-from addon.token_cache import TokenCache
+from mitm_oauth.config.rules import Credentials, Match, Rule, credential_sets
+from mitm_oauth.errors import TokenError
+from mitm_oauth.oauth.cache import TokenCache
+from mitm_oauth.oauth.response import Token
+from mitm_oauth.secret import Secret
 
 A = Credentials("https://idp.example/token", Secret("a"), Secret("secret-a"))
 B = Credentials("https://idp.example/token", Secret("b"), Secret("secret-b"))

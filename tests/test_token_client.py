@@ -12,13 +12,13 @@ from urllib.parse import quote_plus
 
 import httpx
 import pytest
+from mitm_oauth.config.rules import Credentials
+from mitm_oauth.errors import TokenError
+from mitm_oauth.oauth.client import MAX_ERROR_FIELD, TokenClient, parse_retry_after
+from mitm_oauth.oauth.tls import ClientCertificate
+from mitm_oauth.observe.exchange import Exchange
+from mitm_oauth.secret import Secret, SecretFile
 
-from addon.client_tls import ClientCertificate
-from addon.errors import TokenError
-from addon.exchange import Exchange
-from addon.rules import Credentials
-from addon.secret import Secret, SecretFile
-from addon.token_client import MAX_ERROR_FIELD, TokenClient, parse_retry_after
 from tests.support.certs import CertificateAuthority, make_client_cert
 from tests.support.servers import Recorded, RecordingServer, Reply
 from tests.test_token_request import URL, creds, jwt_creds

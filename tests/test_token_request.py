@@ -10,12 +10,12 @@ from urllib.parse import parse_qs
 
 import jwt
 import pytest
+from mitm_oauth.config.rules import Credentials
+from mitm_oauth.errors import TokenError
+from mitm_oauth.oauth.assertion import AssertionSettings
+from mitm_oauth.oauth.request import ClientAuth, basic_credentials, token_request
+from mitm_oauth.secret import Secret
 
-from addon.assertion import AssertionSettings
-from addon.errors import TokenError
-from addon.rules import Credentials
-from addon.secret import Secret
-from addon.token_request import ClientAuth, basic_credentials, token_request
 from tests.support.certs import new_key, write_key
 
 URL = "https://idp.example/token"

@@ -1,6 +1,6 @@
 """The trivial addon, having imported everything the real one imports: the cost of the imports."""
 
-import addon.client_credentials  # noqa: F401 - the point is the import
+import mitm_oauth.mitm.addon  # noqa: F401 - the point is the import
 
 
 class TrivialImports:

@@ -35,8 +35,10 @@ class Mitmdump:
         env: dict[str, str] | None = None,
         upstream_ca: Path | None = None,
         script: Path = ADDON,
+        more_scripts: tuple[Path, ...] = (),
     ) -> None:
-        """`script`: the addon's entry script, or a copy of it to edit while it runs."""
+        """`script`: the addon's entry script, or a copy of it to edit while it runs;
+        `more_scripts`: other scripts, loaded after it."""
         self.confdir = confdir
         self.rules_file = rules_file
         args = [
@@ -45,6 +47,7 @@ class Mitmdump:
             "--listen-port", "0",
             "--set", f"confdir={confdir}",
             "-s", str(script),
+            *(arg for extra in more_scripts for arg in ("-s", str(extra))),
             "--set", f"oauth_rules={rules_file}",
         ]  # fmt: skip
         if upstream_ca is not None:

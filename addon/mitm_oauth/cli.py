@@ -1,10 +1,10 @@
 """The command line, for CI jobs and newcomers: check, explain, import-krakend, schema.
 
-python -m addon check rules.yaml            # validate; exit 1 with file/rule/field
-python -m addon check --fetch rules.yaml    # also fetch one token per credential set
-python -m addon explain rules.yaml URL      # which rule gives URL its token, and why
-python -m addon import-krakend krakend.json > rules.yaml
-python -m addon schema > rules.schema.json
+mitm-oauth check rules.yaml            # validate; exit 1 with file/rule/field
+mitm-oauth check --fetch rules.yaml    # also fetch one token per credential set
+mitm-oauth explain rules.yaml URL      # which rule gives URL its token, and why
+mitm-oauth import-krakend krakend.json > rules.yaml
+mitm-oauth schema > rules.schema.json
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import yaml
 
-from addon.errors import RulesError, TokenError
-from addon.exchange import Exchange
-from addon.explain import explain_url
-from addon.krakend import convert
-from addon.matching import RuleIndex
-from addon.rules import Credentials, Rule, load_rules
-from addon.schema import schema_json
-from addon.token_client import TokenClient
+from .config.krakend import convert
+from .config.rules import Credentials, Rule, load_rules
+from .config.schema import schema_json
+from .errors import RulesError, TokenError
+from .matching.explain import explain_url
+from .matching.index import RuleIndex
+from .oauth.client import TokenClient
+from .observe.exchange import Exchange
 
 
 def main(argv: Sequence[str] | None = None) -> int:

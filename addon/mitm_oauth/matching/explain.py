@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from addon.matching import AmbiguousRequest, Destination, RuleIndex, why_not
+from .index import AmbiguousRequest, Destination, RuleIndex, why_not
 
 
 def destination_of_url(url: str, method: str = "GET") -> Destination:

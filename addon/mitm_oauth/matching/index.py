@@ -18,8 +18,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from addon.hosts import connect_host, wire_host
-from addon.rules import Credentials, Rule, credential_sets
+from ..config.rules import Credentials, Rule, credential_sets
+from .hosts import connect_host, wire_host
 
 NEVER_INJECTED = frozenset({"TRACE", "TRACK", "CONNECT"})
 """TRACE and TRACK echo the request, token included, back to the client; CONNECT is the proxy's."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from addon.errors import TokenError
-from addon.rules import DEFAULT_HEADER_VALUE, Rule
-from addon.token import Token
+from .config.rules import DEFAULT_HEADER_VALUE, Rule
+from .errors import TokenError
+from .oauth.response import Token
 
 Fields = tuple[tuple[bytes, bytes], ...]
 """Header fields as the wire has them: (name, value) pairs of bytes."""

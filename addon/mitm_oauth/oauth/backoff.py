@@ -6,7 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from addon.errors import TokenError
+from ..errors import TokenError
 
 MAX_RETRY_AFTER = 3600.0
 """An endpoint's `Retry-After` is honoured up to an hour: longer is an outage, not a pause."""

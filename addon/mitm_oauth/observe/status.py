@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from urllib.parse import urlsplit
 
-from addon.token_cache import Status
+from ..oauth.cache import Status
 
 COLUMNS = ("rule", "credentials", "state", "token", "expires in", "fetches", "failed",
            "hits", "purges", "injected", "last error")  # fmt: skip

@@ -13,19 +13,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from addon.client_tls import ClientCertificate, tls_context
-from addon.errors import TokenError
-from addon.exchange import (
+from ..config.file_version import FileVersion
+from ..config.rules import Credentials
+from ..errors import TokenError
+from ..observe.exchange import (
     Exchange,
     redact_request_body,
     redact_request_headers,
     redact_token_response,
 )
-from addon.file_version import FileVersion
-from addon.redaction import Redactor
-from addon.rules import Credentials
-from addon.token import Token, parse_token_response
-from addon.token_request import ClientAuth, TokenRequest, token_request
+from ..observe.redaction import Redactor
+from .request import ClientAuth, TokenRequest, token_request
+from .response import Token, parse_token_response
+from .tls import ClientCertificate, tls_context
 
 MAX_ERROR_FIELD = 500
 """Longest error field passed on; an endpoint's error page is not a description."""

@@ -19,10 +19,10 @@ import socket
 from mitmproxy import ctx, http
 from mitmproxy.proxy import server_hooks
 
-from addon.access import is_local_address, is_this_machine, listening_ports
-from addon.annotations import annotate
-from addon.hosts import connect_host
-from addon.refusals import Refusals
+from ..access import is_local_address, is_this_machine, listening_ports
+from ..matching.hosts import connect_host
+from .annotations import annotate
+from .refusals import Refusals
 
 log = logging.getLogger(__name__)
 

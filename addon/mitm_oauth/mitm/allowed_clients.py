@@ -14,7 +14,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import mode_specs
 
-from addon.access import (
+from ..access import (
     DEFAULT_ALLOWED_CLIENTS,
     Network,
     client_address,
@@ -22,7 +22,7 @@ from addon.access import (
     is_allowed,
     parse_networks,
 )
-from addon.hosts import is_loopback
+from ..matching.hosts import is_loopback
 
 log = logging.getLogger(__name__)
 

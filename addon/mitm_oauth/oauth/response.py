@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from addon.errors import TokenError
-from addon.secret import Secret
+from ..errors import TokenError
+from ..secret import Secret
 
 MAX_EXPIRES_IN = 2**31 - 1
 """golang/oauth2 caps `expires_in` here too."""

@@ -10,8 +10,8 @@ import httpx
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
-from addon.client_tls import tls_context
-from addon.injection import Injection, replace_fields
+from ..injection import Injection, replace_fields
+from ..oauth.tls import tls_context
 
 MAX_BODY = 32 * 1024 * 1024
 """The largest answer a replay holds in memory when mitmproxy sets no smaller limit."""

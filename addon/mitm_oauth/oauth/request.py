@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote_plus, urlencode
 
-from addon import assertion
-from addon.errors import TokenError
-from addon.rules import Credentials
+from ..config.rules import Credentials
+from ..errors import TokenError
+from . import assertion
 
 JWT_STYLES = frozenset({"client_secret_jwt", "private_key_jwt"})
 TLS_STYLES = frozenset({"tls_client_auth", "self_signed_tls_client_auth"})

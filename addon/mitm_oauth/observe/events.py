@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from addon.redaction import Redactor
+from .redaction import Redactor
 
 
 class EventLog:

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode
 
-from addon.redaction import REDACTED, Redactor
-from addon.secret import fingerprint
+from ..secret import fingerprint
+from .redaction import REDACTED, Redactor
 
 SECRET_PARAMS = frozenset({"client_secret", "client_assertion", "password"})
 TOKEN_FIELDS = frozenset({"access_token", "refresh_token", "id_token"})

@@ -23,13 +23,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from addon import assertion
-from addon.assertion import AssertionSettings
-from addon.client_tls import CertificateError, ClientCertificate, tls_context
-from addon.errors import RulesError
-from addon.hosts import is_ip_address, is_loopback, is_public_suffix, normalise_host
-from addon.secret import Secret, SecretFile, SecretValue
-from addon.token import HTTP_TOKEN
+from ..errors import RulesError
+from ..matching.hosts import is_ip_address, is_loopback, is_public_suffix, normalise_host
+from ..oauth import assertion
+from ..oauth.assertion import AssertionSettings
+from ..oauth.response import HTTP_TOKEN
+from ..oauth.tls import CertificateError, ClientCertificate, tls_context
+from ..secret import Secret, SecretFile, SecretValue
 
 AUTH_STYLES = (
     "auto",

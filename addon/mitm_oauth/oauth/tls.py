@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import certifi
 
-from addon.file_version import FileVersion, file_version
+from ..config.file_version import FileVersion, file_version
 
 
 class CertificateError(ValueError):

@@ -8,10 +8,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from addon.backoff import Backoff
-from addon.errors import TokenError
-from addon.rules import Credentials
-from addon.token import Token
+from ..config.rules import Credentials
+from ..errors import TokenError
+from .backoff import Backoff
+from .response import Token
 
 log = logging.getLogger(__name__)
 

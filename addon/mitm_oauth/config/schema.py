@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from addon import assertion
-from addon.rules import (
+from ..oauth import assertion
+from .rules import (
     AUTH_STYLE_ALIASES,
     AUTH_STYLES,
     CLIENT_AUTHORIZATION,
