@@ -490,7 +490,7 @@ read and indexed in ~1.2 s."""
 
 
 def startup(work: Path, ca: Path, ports: dict, loads: int) -> dict:
-    from mitm_oauth.config.rules import load_rules
+    from mitm_oauth.config.load import load_rules
     from mitm_oauth.matching.index import RuleIndex
 
     one, many = rules_files(work, ports)

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from mitm_oauth.config.rules import Credentials
 from mitm_oauth.errors import TokenError
 from mitm_oauth.mitm.addon import ClientCredentials
 from mitm_oauth.mitm.refusals import CARRIER
+from mitm_oauth.model import Credentials
 from mitm_oauth.oauth.response import Token
 from mitm_oauth.secret import Secret
 from mitmproxy import exceptions

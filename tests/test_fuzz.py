@@ -9,7 +9,7 @@ import math
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mitm_oauth.config.rules import parse_rules
+from mitm_oauth.config.load import parse_rules
 from mitm_oauth.errors import RulesError, TokenError
 from mitm_oauth.matching.hosts import connect_host, normalise_host, wire_host
 from mitm_oauth.matching.index import AmbiguousRequest, Destination, canonical_path

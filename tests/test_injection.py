@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from mitm_oauth.config.rules import Credentials, Match, Rule
 from mitm_oauth.errors import TokenError
 from mitm_oauth.injection import Injection, replace_fields
+from mitm_oauth.model import Credentials, Match, Rule
 from mitm_oauth.oauth.response import Token
 from mitm_oauth.secret import Secret
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from mitm_oauth.config.rules import Credentials, Match, Rule
 from mitm_oauth.matching.index import (
     REMEMBERED,
     AmbiguousRequest,
@@ -12,6 +11,7 @@ from mitm_oauth.matching.index import (
     canonical_path,
     path_has_prefix,
 )
+from mitm_oauth.model import Credentials, Match, Rule
 from mitm_oauth.secret import Secret
 
 CREDS = Credentials("https://idp.example/token", Secret("id"), Secret("secret"))

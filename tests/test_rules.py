@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mitm_oauth.config.rules import (
-    DEFAULT_ACCEPT,
-    credential_sets,
-    keep_unchanged,
-    load_rules,
-    parse_rules,
-)
+from mitm_oauth.config.load import load_rules, parse_rules
+from mitm_oauth.config.speedups import keep_unchanged
 from mitm_oauth.errors import RulesError
+from mitm_oauth.model import DEFAULT_ACCEPT, credential_sets
 from mitm_oauth.secret import Secret
 
 ENV = {"CLIENT_ID": "the-id", "CLIENT_SECRET": "the-secret", "EMPTY": ""}
@@ -412,13 +408,13 @@ def test_json_rules_files_read_like_yaml():
     ],
 )
 def test_yaml_documents_read_as_pyyaml_safe_loader_reads_them(text):
-    from mitm_oauth.config.rules import _parse
+    from mitm_oauth.config.speedups import parse as _parse
 
     assert _parse(text) == yaml.safe_load(text)
 
 
 def test_yaml_aliases_share_one_object_and_may_refer_to_themselves():
-    from mitm_oauth.config.rules import _parse
+    from mitm_oauth.config.speedups import parse as _parse
 
     shared = _parse("a: &s [1]\nb: *s\n")
     assert shared["a"] is shared["b"]

@@ -6,8 +6,8 @@ import asyncio
 import logging
 
 import pytest
-from mitm_oauth.config.rules import Credentials, Match, Rule, credential_sets
 from mitm_oauth.errors import TokenError
+from mitm_oauth.model import Credentials, Match, Rule, credential_sets
 from mitm_oauth.oauth.cache import TokenCache
 from mitm_oauth.oauth.response import Token
 from mitm_oauth.secret import Secret

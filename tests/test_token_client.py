@@ -12,10 +12,9 @@ from urllib.parse import quote_plus
 
 import httpx
 import pytest
-from mitm_oauth.config.rules import Credentials
 from mitm_oauth.errors import TokenError
+from mitm_oauth.model import ClientCertificate, Credentials
 from mitm_oauth.oauth.client import MAX_ERROR_FIELD, TokenClient, parse_retry_after
-from mitm_oauth.oauth.tls import ClientCertificate
 from mitm_oauth.observe.exchange import Exchange
 from mitm_oauth.secret import Secret, SecretFile
 

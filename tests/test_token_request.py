@@ -10,9 +10,8 @@ from urllib.parse import parse_qs
 
 import jwt
 import pytest
-from mitm_oauth.config.rules import Credentials
 from mitm_oauth.errors import TokenError
-from mitm_oauth.oauth.assertion import AssertionSettings
+from mitm_oauth.model import AssertionSettings, AuthStyle, Credentials
 from mitm_oauth.oauth.request import ClientAuth, basic_credentials, token_request
 from mitm_oauth.secret import Secret
 
@@ -29,7 +28,7 @@ def creds(**kw: object) -> Credentials:
 
 
 def request_of(c: Credentials, style: str) -> tuple[dict[str, str], bytes]:
-    request = token_request(c, ClientAuth.of(c), style)
+    request = token_request(c, ClientAuth.of(c), AuthStyle(style))
     return request.headers, request.body
 
 
@@ -105,7 +104,7 @@ def decoded(body: bytes, key: object, algorithm: str, audience: str = URL) -> di
 
 def test_client_secret_jwt_sends_a_signed_assertion_and_no_secret():
     c = jwt_creds("client_secret_jwt")
-    request = token_request(c, ClientAuth.of(c), "client_secret_jwt", now=1_000_000)
+    request = token_request(c, ClientAuth.of(c), AuthStyle("client_secret_jwt"), now=1_000_000)
     form = form_of(request.body)
     assert "Authorization" not in request.headers
     assert "client_secret" not in form
@@ -134,7 +133,7 @@ def test_private_key_jwt_signs_with_the_key(tmp_path: Path, algorithm: str, kind
         "private_key_jwt", algorithm=algorithm, private_key_file=str(key_file), key_id="key-1",
         audience="https://idp.example", lifetime=30,
     )  # fmt: skip
-    request = token_request(c, ClientAuth.of(c), "private_key_jwt")
+    request = token_request(c, ClientAuth.of(c), AuthStyle("private_key_jwt"))
     (assertion,) = form_of(request.body)["client_assertion"]
     assert jwt.get_unverified_header(assertion)["kid"] == "key-1"
     claims = decoded(request.body, key.public_key(), algorithm, audience="https://idp.example")
@@ -144,7 +143,9 @@ def test_private_key_jwt_signs_with_the_key(tmp_path: Path, algorithm: str, kind
 
 def test_every_request_has_a_fresh_assertion():
     c = jwt_creds("client_secret_jwt")
-    first, second = (token_request(c, ClientAuth.of(c), "client_secret_jwt") for _ in range(2))
+    first, second = (
+        token_request(c, ClientAuth.of(c), AuthStyle("client_secret_jwt")) for _ in range(2)
+    )
     one = decoded(first.body, LONG_SECRET, "HS256")
     two = decoded(second.body, LONG_SECRET, "HS256")
     assert one["jti"] != two["jti"]
@@ -155,7 +156,7 @@ def test_a_rotated_key_that_went_bad_is_a_token_error(tmp_path: Path):
     c = jwt_creds("private_key_jwt", private_key_file=str(key_file))
     key_file.write_text("garbage")
     with pytest.raises(TokenError, match=r"cannot sign the client assertion: .*not a PEM"):
-        token_request(c, ClientAuth.of(c), "private_key_jwt")
+        token_request(c, ClientAuth.of(c), AuthStyle("private_key_jwt"))
 
 
 def test_endpoint_params_cannot_override_the_assertion():
@@ -163,7 +164,7 @@ def test_endpoint_params_cannot_override_the_assertion():
         jwt_creds("client_secret_jwt"),
         endpoint_params=(("client_assertion", ("forged",)), ("resource", ("r",))),
     )
-    form = form_of(token_request(c, ClientAuth.of(c), "client_secret_jwt").body)
+    form = form_of(token_request(c, ClientAuth.of(c), AuthStyle("client_secret_jwt")).body)
     assert form["client_assertion"] != ["forged"]
     assert form["resource"] == ["r"]
 
@@ -171,7 +172,7 @@ def test_endpoint_params_cannot_override_the_assertion():
 @pytest.mark.parametrize("style", ["tls_client_auth", "self_signed_tls_client_auth"])
 def test_tls_client_auth_names_the_client_in_the_body(style: str):
     c = creds(auth_style=style, client_secret=None)
-    request = token_request(c, ClientAuth.of(c), style)
+    request = token_request(c, ClientAuth.of(c), AuthStyle(style))
     assert "Authorization" not in request.headers
     assert form_of(request.body) == {
         "grant_type": ["client_credentials"],
@@ -185,7 +186,7 @@ def test_json_request_format():
         request_format="json", scopes=("a", "b"),
         endpoint_params=(("audience", ("x",)), ("resource", ("r1", "r2"))),
     )  # fmt: skip
-    request = token_request(c, ClientAuth.of(c), "params")
+    request = token_request(c, ClientAuth.of(c), AuthStyle("params"))
     assert request.headers["Content-Type"] == "application/json"
     assert json.loads(request.body) == {
         "grant_type": "client_credentials", "scope": "a b", "audience": "x",
@@ -195,7 +196,7 @@ def test_json_request_format():
 
 def test_token_headers_are_sent_and_treated_as_secrets():
     c = creds(token_headers=(("X-Api-Key", "key-123456"),))
-    request = token_request(c, ClientAuth.of(c), "header")
+    request = token_request(c, ClientAuth.of(c), AuthStyle("header"))
     assert request.headers["X-Api-Key"] == "key-123456"
     assert request.headers["Authorization"].startswith("Basic ")
     assert "key-123456" in request.secrets

@@ -20,11 +20,12 @@ from pathlib import Path
 import yaml
 
 from .config.krakend import convert
-from .config.rules import Credentials, Rule, load_rules
+from .config.load import load_rules
 from .config.schema import schema_json
 from .errors import RulesError, TokenError
 from .matching.explain import explain_url
 from .matching.index import RuleIndex
+from .model import Credentials, Rule
 from .oauth.client import TokenClient
 from .observe.exchange import Exchange
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from .config.rules import DEFAULT_HEADER_VALUE, Rule
 from .errors import TokenError
+from .model import DEFAULT_HEADER_VALUE, Rule
 from .oauth.response import Token
 
 Fields = tuple[tuple[bytes, bytes], ...]

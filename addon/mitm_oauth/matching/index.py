@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from ..config.rules import Credentials, Rule, credential_sets
+from ..model import Credentials, Rule, credential_sets
 from .hosts import connect_host, wire_host
 
 NEVER_INJECTED = frozenset({"TRACE", "TRACK", "CONNECT"})

@@ -22,12 +22,14 @@ from mitmproxy.proxy import server_hooks
 from mitmproxy.utils import human
 
 from ..access import client_address
-from ..config.file_version import FileVersion, file_version
-from ..config.rules import Credentials, Rule, keep_unchanged, load_rules
+from ..config.load import load_rules
+from ..config.speedups import keep_unchanged
 from ..errors import RulesError, TokenError
+from ..file_version import FileVersion, file_version
 from ..injection import Injection, replace_fields
 from ..matching.explain import explain_url
 from ..matching.index import AmbiguousRequest, Destination, RuleIndex
+from ..model import Credentials, Rule
 from ..oauth.backoff import Backoff
 from ..oauth.cache import (
     DEFAULT_EXPIRY_DELTA,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from ..model import AssertionSettings, AuthStyle
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -28,24 +29,10 @@ KEY_ALGORITHMS = (*RSA_ALGORITHMS, *EC_CURVES)
 MIN_RSA_BITS = 2048
 """RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used"."""
 
-DEFAULT_ALGORITHM = {"client_secret_jwt": "HS256", "private_key_jwt": "RS256"}
-DEFAULT_LIFETIME = 60
+DEFAULT_ALGORITHM = {AuthStyle.CLIENT_SECRET_JWT: "HS256", AuthStyle.PRIVATE_KEY_JWT: "RS256"}
 MAX_LIFETIME = 3600
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-
-@dataclass(frozen=True)
-class AssertionSettings:
-    """How a rule's assertions are made. The key file is read at each use, like secret files."""
-
-    algorithm: str
-    audience: str | None = None
-    """The `aud` claim; None means the token endpoint URL."""
-    lifetime: int = DEFAULT_LIFETIME
-    private_key_file: str | None = None
-    """PEM private key for private_key_jwt; client_secret_jwt signs with the client secret."""
-    key_id: str | None = None
 
 
 def check_secret_length(algorithm: str, secret: str) -> None:

@@ -8,8 +8,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from ..config.rules import Credentials
 from ..errors import TokenError
+from ..model import Credentials
 from .backoff import Backoff
 from .response import Token
 

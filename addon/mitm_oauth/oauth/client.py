@@ -13,9 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from ..config.file_version import FileVersion
-from ..config.rules import Credentials
 from ..errors import TokenError
+from ..file_version import FileVersion
+from ..model import AuthStyle, ClientCertificate, Credentials
 from ..observe.exchange import (
     Exchange,
     redact_request_body,
@@ -25,7 +25,7 @@ from ..observe.exchange import (
 from ..observe.redaction import Redactor
 from .request import ClientAuth, TokenRequest, token_request
 from .response import Token, parse_token_response
-from .tls import ClientCertificate, tls_context
+from .tls import certificate_version, tls_context
 
 MAX_ERROR_FIELD = 500
 """Longest error field passed on; an endpoint's error page is not a description."""
@@ -87,7 +87,7 @@ class TokenClient:
         self._clients: dict[tuple[str | None, ClientCertificate | None], _Pool] = {}
         self._retired: list[tuple[float, httpx.AsyncClient]] = []
         """Pools replaced by a renewed certificate, with when: exchanges may still use them."""
-        self._detected_styles: dict[tuple[str, str], str] = {}
+        self._detected_styles: dict[tuple[str, str], AuthStyle] = {}
 
     async def aclose(self) -> None:
         for client in [p.client for p in self._clients.values()] + [c for _, c in self._retired]:
@@ -106,7 +106,7 @@ class TokenClient:
             await self._retired.pop(0)[1].aclose()
         key = (creds.ca_file, creds.client_certificate)
         certificate = creds.client_certificate
-        version = certificate.version() if certificate else None
+        version = certificate_version(certificate) if certificate else None
         pool = self._clients.get(key)
         if pool is not None and pool.version == version:
             return pool.client
@@ -140,29 +140,29 @@ class TokenClient:
         return token
 
     async def _authenticate_and_fetch(self, creds: Credentials, auth: ClientAuth) -> Token:
-        if creds.auth_style != "auto":
+        if creds.auth_style is not AuthStyle.AUTO:
             return await self._exchange(creds, auth, creds.auth_style)
         key = (creds.token_url, auth.client_id)
         if key in self._detected_styles:
             return await self._exchange(creds, auth, self._detected_styles[key])
         try:
-            token = await self._exchange(creds, auth, "header")
-            style = "header"
+            style = AuthStyle.HEADER
+            token = await self._exchange(creds, auth, style)
         except TokenError as header_error:
             if not header_error.permanent:
                 raise  # a timeout, 5xx or 429 says nothing about the auth style
             try:
-                token = await self._exchange(creds, auth, "params")
+                token = await self._exchange(creds, auth, AuthStyle.PARAMS)
             except TokenError as params_error:
                 raise params_error.but(
                     message=f"client authentication failed both ways; in the header: "
                     f"{header_error}; in the body: {params_error.message}"
                 ) from None
-            style = "params"
+            style = AuthStyle.PARAMS
         self._detected_styles[key] = style
         return token
 
-    async def _exchange(self, creds: Credentials, auth: ClientAuth, style: str) -> Token:
+    async def _exchange(self, creds: Credentials, auth: ClientAuth, style: AuthStyle) -> Token:
         request = token_request(creds, auth, style)
         self.redactor.add(*request.secrets, keep_for=KEPT_ASSERTION)
         started = time.time()

@@ -1,11 +1,8 @@
 """One token request (RFC 6749 §4.4): its headers and body, the client authenticated in it.
 
-How the client proves who it is depends on the auth style:
-- "header": HTTP Basic with id and secret (RFC 6749 §2.3.1);
-- "params": id and secret in the body;
-- "client_secret_jwt", "private_key_jwt": a signed assertion in the body (RFC 7523 §2.2);
-- "tls_client_auth", "self_signed_tls_client_auth": the TLS client certificate,
-  shown by the connection; the body names the client (RFC 8705 §2).
+How the client proves who it is depends on the auth style (`model.AuthStyle`): HTTP
+Basic, the body, a signed assertion in the body (RFC 7523 §2.2), or the TLS client
+certificate shown by the connection, the body naming the client (RFC 8705 §2).
 """
 
 from __future__ import annotations
@@ -16,20 +13,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote_plus, urlencode
 
-from ..config.rules import Credentials
 from ..errors import TokenError
+from ..model import AuthStyle, Credentials
 from . import assertion
 
-JWT_STYLES = frozenset({"client_secret_jwt", "private_key_jwt"})
-TLS_STYLES = frozenset({"tls_client_auth", "self_signed_tls_client_auth"})
-
+_ASSERTION_PARAMS = frozenset({"client_id", "client_assertion", "client_assertion_type"})
 _OWN_PARAMS = {
-    "header": frozenset(),
-    "params": frozenset({"client_id", "client_secret"}),
-    **dict.fromkeys(
-        JWT_STYLES, frozenset({"client_id", "client_assertion", "client_assertion_type"})
-    ),
-    **dict.fromkeys(TLS_STYLES, frozenset({"client_id"})),
+    AuthStyle.HEADER: frozenset(),
+    AuthStyle.PARAMS: frozenset({"client_id", "client_secret"}),
+    AuthStyle.CLIENT_SECRET_JWT: _ASSERTION_PARAMS,
+    AuthStyle.PRIVATE_KEY_JWT: _ASSERTION_PARAMS,
+    AuthStyle.TLS_CLIENT_AUTH: frozenset({"client_id"}),
+    AuthStyle.SELF_SIGNED_TLS_CLIENT_AUTH: frozenset({"client_id"}),
 }
 """Parameters each style sets itself: the same names from `endpoint_params` give way,
 as golang/oauth2's `url.Values.Set` makes them."""
@@ -82,11 +77,11 @@ def basic_credentials(client_id: str, client_secret: str) -> str:
 
 
 def token_request(
-    creds: Credentials, auth: ClientAuth, style: str, now: float | None = None
+    creds: Credentials, auth: ClientAuth, style: AuthStyle, now: float | None = None
 ) -> TokenRequest:
     """The headers and body of one attempt, with the client authenticated by `style`.
 
-    `style` is a concrete style, never "auto". A JWT style signs a fresh
+    `style` is a concrete style, never `AuthStyle.AUTO`. A JWT style signs a fresh
     assertion each time: assertions carry a unique `jti` and may not be replayed.
     """
     params: list[tuple[str, str | tuple[str, ...]]] = [("grant_type", "client_credentials")]
@@ -96,13 +91,13 @@ def token_request(
     params.extend((name, values) for name, values in creds.endpoint_params if name not in own)
     headers = {"Accept": "application/json"}
     secrets: list[str] = []
-    if style == "header":
+    if style is AuthStyle.HEADER:
         headers["Authorization"] = basic_credentials(auth.client_id, auth.secret())
     else:
         params.append(("client_id", auth.client_id))
-    if style == "params":
+    if style is AuthStyle.PARAMS:
         params.append(("client_secret", auth.secret()))
-    if style in JWT_STYLES:
+    if style.signs_assertion:
         signed = _assertion(creds, auth, now)
         secrets.append(signed)
         params.append(("client_assertion_type", assertion.ASSERTION_TYPE))

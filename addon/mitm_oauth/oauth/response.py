@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..errors import TokenError
+from ..model import HTTP_TOKEN
 from ..secret import Secret
 
 MAX_EXPIRES_IN = 2**31 - 1
@@ -23,8 +24,6 @@ MAX_EXPIRES_IN = 2**31 - 1
 
 _KNOWN_TOKEN_TYPES = {"bearer": "Bearer", "mac": "MAC", "basic": "Basic"}
 _FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain")
-HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-"""An RFC 9110 token: what authentication schemes, header names and methods are made of."""
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 """Visible ASCII: what a token's credentials may contain."""
 

@@ -9,11 +9,11 @@ whenever they change, so a renewed certificate is picked up without a restart.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 
 import certifi
 
-from ..config.file_version import FileVersion, file_version
+from ..file_version import FileVersion, file_version
+from ..model import ClientCertificate
 
 
 class CertificateError(ValueError):
@@ -24,16 +24,11 @@ class CertificateError(ValueError):
         self.path = path
 
 
-@dataclass(frozen=True)
-class ClientCertificate:
-    """A PEM certificate (chain) and its unencrypted PEM private key."""
-
-    cert_file: str
-    key_file: str
-
-    def version(self) -> tuple[FileVersion | None, FileVersion | None]:
-        """Changes when either file is replaced: the moment to build a new pool."""
-        return file_version(self.cert_file), file_version(self.key_file)
+def certificate_version(
+    certificate: ClientCertificate,
+) -> tuple[FileVersion | None, FileVersion | None]:
+    """Changes when either file is replaced: the moment to build a new pool."""
+    return file_version(certificate.cert_file), file_version(certificate.key_file)
 
 
 def tls_context(ca_file: str | None, certificate: ClientCertificate | None) -> ssl.SSLContext:
