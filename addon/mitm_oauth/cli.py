@@ -25,8 +25,8 @@ from .config.schema import schema_json
 from .errors import RulesError, TokenError
 from .matching.explain import explain_url
 from .matching.index import RuleIndex
-from .model import Credentials, Rule
-from .oauth.client import TokenClient
+from .model import Credentials, Rule, credential_sets
+from .oauth.client import DEFAULT_TIMEOUT, TokenClient
 from .observe.exchange import Exchange
 
 
@@ -38,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a rules file (and fetch tokens)")
     check.add_argument("rules")
     check.add_argument("--fetch", action="store_true", help="fetch one token per credential set")
-    check.add_argument("--timeout", type=float, default=10.0, help="seconds per token exchange")
+    check.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per token exchange"
+    )
     explain = commands.add_parser("explain", help="which rule gives a URL its token")
     explain.add_argument("rules")
     explain.add_argument("url")
@@ -61,8 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "explain":
         print(explain_url(RuleIndex(rules), args.url, args.method))
         return 0
-    print(f"{args.rules}: {len(rules)} rule(s), {len({r.credentials for r in rules})} "
-          "credential set(s): valid")  # fmt: skip
+    sets = len(credential_sets(rules))
+    print(f"{args.rules}: {len(rules)} rule(s), {sets} credential set(s): valid")
     if not args.fetch:
         return 0
     return asyncio.run(fetch_all(rules, args.timeout))
@@ -70,14 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def fetch_all(rules: list[Rule], seconds_each: float) -> int:
     """Fetch one token per credential set; print a redacted line per set; 1 if any failed."""
-    by_creds: dict[Credentials, list[str]] = {}
-    for rule in rules:
-        by_creds.setdefault(rule.credentials, []).append(rule.name)
     answers: dict[Credentials, Exchange] = {}
     client = TokenClient(timeout=seconds_each, observer=lambda c, e: answers.__setitem__(c, e))
     failures = 0
     try:
-        for creds, names in by_creds.items():
+        for creds, names in credential_sets(rules).items():
             started = time.monotonic()
             try:
                 token = await client.fetch(creds)
