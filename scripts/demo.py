@@ -51,8 +51,9 @@ class TokenEndpoint(Quiet):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         token = f"demo-token-{next(self.numbers)}-{os.urandom(4).hex()}"
-        self.reply(200, {"access_token": token, "token_type": "bearer",
-                         "expires_in": TOKEN_LIFETIME})  # fmt: skip
+        self.reply(
+            200, {"access_token": token, "token_type": "bearer", "expires_in": TOKEN_LIFETIME}
+        )
 
 
 class Api(Quiet):
@@ -61,8 +62,14 @@ class Api(Quiet):
         if authorization:
             scheme, _, token = authorization.partition(" ")
             authorization = f"{scheme} <{fingerprint(token)}>"
-        self.reply(200, {"path": self.path, "authorization": authorization,
-                         "accept": self.headers.get("Accept")})  # fmt: skip
+        self.reply(
+            200,
+            {
+                "path": self.path,
+                "authorization": authorization,
+                "accept": self.headers.get("Accept"),
+            },
+        )
 
 
 def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
@@ -82,12 +89,25 @@ class Mitm:
         self._port: list[int] = []
         self._listening = threading.Event()
         self.process = subprocess.Popen(
-            [str(BIN / program), "--listen-host", "127.0.0.1", "--listen-port", "0",
-             "--set", f"confdir={workdir / 'mitmproxy'}", *options,
-             "-s", str(ROOT / "addon/client_credentials.py"), "--set", f"oauth_rules={rules}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                str(BIN / program),
+                "--listen-host",
+                "127.0.0.1",
+                "--listen-port",
+                "0",
+                "--set",
+                f"confdir={workdir / 'mitmproxy'}",
+                *options,
+                "-s",
+                str(ROOT / "addon/client_credentials.py"),
+                "--set",
+                f"oauth_rules={rules}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             env={**os.environ, "DEMO_CLIENT_SECRET": os.urandom(8).hex()},
-        )  # fmt: skip
+        )
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:

@@ -52,10 +52,17 @@ rules:
     web_port = free_port()
     columns = ("icon", "path", "method", "status", "time", "comment")
     proxy = Mitm(
-        "mitmweb", rules, workdir,
-        "--web-host", "127.0.0.1", "--web-port", str(web_port), "--set", "web_open_browser=false",
+        "mitmweb",
+        rules,
+        workdir,
+        "--web-host",
+        "127.0.0.1",
+        "--web-port",
+        str(web_port),
+        "--set",
+        "web_open_browser=false",
         *(f"--set=web_columns={column}" for column in columns),
-    )  # fmt: skip
+    )
     try:
         proxy_url = proxy.wait_listening()
         if proxy_url is None:
@@ -70,13 +77,27 @@ rules:
         exchange = next(f["id"] for f in flows if "token exchange" in f["comment"])
         out = ROOT / "docs" / "mitmweb.png"
         subprocess.run(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={workdir / 'chromium'}",
-             "--hide-scrollbars", "--window-size=1500,900", "--virtual-time-budget=8000",
-             f"--screenshot={out}", f"http://127.0.0.1:{web_port}/#/flows/{exchange}/request"],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={workdir / 'chromium'}",
+                "--hide-scrollbars",
+                "--window-size=1500,900",
+                "--virtual-time-budget=8000",
+                f"--screenshot={out}",
+                f"http://127.0.0.1:{web_port}/#/flows/{exchange}/request",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         print(f"wrote {out}")
     finally:
         proxy.stop()

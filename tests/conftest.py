@@ -71,8 +71,13 @@ def start_proxy(
     ) -> Mitmdump:
         rules_file = tmp_path / f"rules-{len(proxies)}.yaml"
         rules_file.write_text(textwrap.dedent(rules))
-        where = {"options": options, "env": env, "upstream_ca": server_cert.ca_file,
-                 "script": script, "more_scripts": more_scripts}  # fmt: skip
+        where = {
+            "options": options,
+            "env": env,
+            "upstream_ca": server_cert.ca_file,
+            "script": script,
+            "more_scripts": more_scripts,
+        }
         if web:
             proxy: Mitmdump = Mitmweb(rules_file, tmp_path / "confdir", web_port=web_port, **where)
         else:
@@ -131,11 +136,24 @@ def curl(proxy: Mitmdump, url: str, *args: str) -> tuple[int, str]:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     result = subprocess.run(
-        ["curl", "-sS", "--max-time", "30", "--cacert", str(proxy.ca_file),
-         "-w", "\n%{http_code}", url, *args],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "--cacert",
+            str(proxy.ca_file),
+            "-w",
+            "\n%{http_code}",
+            url,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env={"PATH": "/usr/bin:/bin", "http_proxy": proxy.url, "https_proxy": proxy.url},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     body, _, status = result.stdout.rpartition("\n")
     return int(status), body

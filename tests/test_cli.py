@@ -27,9 +27,14 @@ SEED_SECRET = "YOUR-CLIENT-SECRET"
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mitm_oauth", *args], capture_output=True, text=True, timeout=60,
-        cwd=ROOT, env={"PATH": "/usr/bin:/bin", **(env or {})}, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "mitm_oauth", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        check=False,
+    )
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -46,9 +51,13 @@ def test_console_script_is_installed():
 
 
 def test_check_valid(tmp_path):
-    path = write(tmp_path, rules(
-        "  - {name: a, match: {host: a.example.com}, token_url: 'https://idp/t',"
-        " client_id: x, client_secret: '${S}'}\n"))  # fmt: skip
+    path = write(
+        tmp_path,
+        rules(
+            "  - {name: a, match: {host: a.example.com}, token_url: 'https://idp/t',"
+            " client_id: x, client_secret: '${S}'}\n"
+        ),
+    )
     result = run("check", str(path), env={"S": CLIENT_SECRET})
     assert result.returncode == 0
     assert result.stdout == f"{path}: 1 rule(s), 1 credential set(s): valid\n"
@@ -65,10 +74,14 @@ def test_check_invalid_gives_the_start_up_message(tmp_path):
 
 
 def test_check_fetch_prints_a_redacted_summary_per_credential_set(tmp_path, idp, api, issuer):
-    path = write(tmp_path, rules(
-        rule("one", api, idp, client_id="shared"), rule("two", api, idp, client_id="shared"),
-        rule("three", api, idp, client_id="other"),
-    ))  # fmt: skip
+    path = write(
+        tmp_path,
+        rules(
+            rule("one", api, idp, client_id="shared"),
+            rule("two", api, idp, client_id="shared"),
+            rule("three", api, idp, client_id="other"),
+        ),
+    )
     result = run("check", "--fetch", str(path))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -94,13 +107,16 @@ def test_check_fetch_fails_with_the_endpoints_error(tmp_path, idp, api, issuer):
 
 
 def test_explain_matches_the_command(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
         rules:
           - {name: v1, match: {host: api.example.com, path: /v1}, token_url: 'https://i/t',
              client_id: a, client_secret: s}
           - {name: all, match: {host: '*.example.com'}, token_url: 'https://i/t',
              client_id: a, client_secret: s}
-        """)  # fmt: skip
+        """,
+    )
     url = "https://api.example.com/v1/items"
     result = run("explain", str(path), url, "--method", "POST")
     assert result.returncode == 0
@@ -127,8 +143,9 @@ def test_import_krakend_on_the_seed_examples(example, accept, warnings):
         assert warning in result.stderr
     document = yaml.safe_load(result.stdout)
     jsonschema.validate(document, SCHEMA)
-    (converted,) = parse_rules(result.stdout, file="converted.yaml",
-                               environ={"ENDPOINT_CLIENT_SECRET": "s3cret"})  # fmt: skip
+    (converted,) = parse_rules(
+        result.stdout, file="converted.yaml", environ={"ENDPOINT_CLIENT_SECRET": "s3cret"}
+    )
     assert converted.credentials.client_id.reveal() == "YOUR-CLIENT-ID"
     assert converted.credentials.client_secret.reveal() == "s3cret"
     assert ("audience", ("YOUR-AUDIENCE",)) in converted.credentials.endpoint_params
@@ -141,27 +158,54 @@ def test_import_krakend_full_config_and_foot_guns(tmp_path):
         "version": 3,
         "host": ["https://default.example.com"],
         "endpoints": [
-            {"endpoint": "/users/{id}", "backend": [
-                {"host": ["http://users.internal:8080"], "url_pattern": "/v2/users/{id}/orders",
-                 "extra_config": {"auth/client-credentials": {
-                     "client_id": "a", "client_secret": "hidden-1", "token_url": "https://i/t",
-                     "scopes": "read, ,write,", "endpoint_params": {"scope": ["admin"]}}}},
-                {"url_pattern": "/plain"},
-            ]},
-            {"endpoint": "/users/{id}", "backend": [
-                {"url_pattern": "/x", "extra_config": {"auth/client-credentials": {
-                    "client_id": "b", "client_secret": "hidden-2", "token_url": "https://i/t"}}},
-            ]},
+            {
+                "endpoint": "/users/{id}",
+                "backend": [
+                    {
+                        "host": ["http://users.internal:8080"],
+                        "url_pattern": "/v2/users/{id}/orders",
+                        "extra_config": {
+                            "auth/client-credentials": {
+                                "client_id": "a",
+                                "client_secret": "hidden-1",
+                                "token_url": "https://i/t",
+                                "scopes": "read, ,write,",
+                                "endpoint_params": {"scope": ["admin"]},
+                            }
+                        },
+                    },
+                    {"url_pattern": "/plain"},
+                ],
+            },
+            {
+                "endpoint": "/users/{id}",
+                "backend": [
+                    {
+                        "url_pattern": "/x",
+                        "extra_config": {
+                            "auth/client-credentials": {
+                                "client_id": "b",
+                                "client_secret": "hidden-2",
+                                "token_url": "https://i/t",
+                            }
+                        },
+                    },
+                ],
+            },
         ],
-    }  # fmt: skip
+    }
     path = tmp_path / "krakend.json"
     path.write_text(json.dumps(config))
     result = run("import-krakend", str(path))
     assert result.returncode == 0
     assert "hidden" not in result.stdout + result.stderr
     first, second = yaml.safe_load(result.stdout)["rules"]
-    assert first["match"] == {"host": "users.internal", "port": 8080, "scheme": "http",
-                              "path": "/v2/users"}  # fmt: skip
+    assert first["match"] == {
+        "host": "users.internal",
+        "port": 8080,
+        "scheme": "http",
+        "path": "/v2/users",
+    }
     assert first["scopes"] == "read,write,admin"
     assert second["match"] == {"host": "default.example.com", "path": "/x"}
     assert first["name"] != second["name"]

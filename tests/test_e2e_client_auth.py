@@ -28,12 +28,23 @@ def test_private_key_jwt_json_and_a_custom_header(start_proxy, tmp_path: Path, i
     key_file = write_key(tmp_path / "client.key", key)
     with RecordingServer(issuer) as idp:
         token_url = f"{idp.origin}/token"
-        proxy = start_proxy(rules(rule(
-            "api", api, idp, client_secret=None, auth_style="private_key_jwt",
-            private_key_file=str(key_file), key_id="k1", token_request_format="json",
-            token_headers={"X-Tenant": "sentinel-tenant-value"},
-            header_name="X-Api-Token", header_value="{access_token}",
-        )))  # fmt: skip
+        proxy = start_proxy(
+            rules(
+                rule(
+                    "api",
+                    api,
+                    idp,
+                    client_secret=None,
+                    auth_style="private_key_jwt",
+                    private_key_file=str(key_file),
+                    key_id="k1",
+                    token_request_format="json",
+                    token_headers={"X-Tenant": "sentinel-tenant-value"},
+                    header_name="X-Api-Token",
+                    header_value="{access_token}",
+                )
+            )
+        )
         status, _ = curl(proxy, f"{api.origin}/v1")
         assert status == 200
         (request,) = idp.requests
@@ -73,11 +84,21 @@ def test_tls_client_certificate_is_shown_and_a_renewed_one_picked_up(
         RecordingServer(issuer, tls=server_cert, client_ca=client_ca) as idp,
         RecordingServer(api_handler) as api,
     ):
-        proxy = start_proxy(rules(rule(
-            "api", api, idp, match={"host": api.host, "port": api.port, "scheme": "http"},
-            client_secret=None, auth_style="tls_client_auth", ca_file=str(server_cert.ca_file),
-            client_cert_file=str(current.cert_file), client_key_file=str(current.key_file),
-        )))  # fmt: skip
+        proxy = start_proxy(
+            rules(
+                rule(
+                    "api",
+                    api,
+                    idp,
+                    match={"host": api.host, "port": api.port, "scheme": "http"},
+                    client_secret=None,
+                    auth_style="tls_client_auth",
+                    ca_file=str(server_cert.ca_file),
+                    client_cert_file=str(current.cert_file),
+                    client_key_file=str(current.key_file),
+                )
+            )
+        )
         assert curl(proxy, f"{api.origin}/")[0] == 401
         for suffix in (".pem", ".key"):  # renewed as a deployment would: rename over the old
             os.replace(renewed.cert_file.with_suffix(suffix), current.cert_file.with_suffix(suffix))

@@ -12,8 +12,7 @@ from tests.support.servers import Reply
 
 
 def test_mitmweb_shows_comments_and_token_exchanges(start_proxy, issuer, idp, api):
-    proxy = start_proxy(rules(rule("api", api, idp, auth_style="params", scopes="read")),
-                        web=True)  # fmt: skip
+    proxy = start_proxy(rules(rule("api", api, idp, auth_style="params", scopes="read")), web=True)
     assert isinstance(proxy, Mitmweb)
     assert curl(proxy, f"{api.origin}/v1/items")[0] == 200
     flows = proxy.flows()
@@ -22,8 +21,10 @@ def test_mitmweb_shows_comments_and_token_exchanges(start_proxy, issuer, idp, ap
     api_flow = next(f for f in flows if f["request"]["path"] == "/v1/items")
     assert exchange["comment"] == "oauth: token exchange for rule api: HTTP 200", comments
     assert exchange["marked"] in (":key:", "\N{KEY}")  # mitmweb may render the emoji
-    assert re.fullmatch(r"oauth: rule api: token sha256:[0-9a-f]{8}, usable until \d\d:\d\d:\d\d",
-                        api_flow["comment"])  # fmt: skip
+    assert re.fullmatch(
+        r"oauth: rule api: token sha256:[0-9a-f]{8}, usable until \d\d:\d\d:\d\d",
+        api_flow["comment"],
+    )
     with proxy.api() as web:
         sent = web.get(f"/flows/{exchange['id']}/request/content.data").text
         answered = web.get(f"/flows/{exchange['id']}/response/content.data").text
@@ -60,10 +61,13 @@ def test_mitmweb_marks_refused_flows_and_says_why(start_proxy, issuer, idp, api)
 
 
 def test_commands_through_mitmweb(start_proxy, idp, api):
-    proxy = start_proxy(rules(
-        rule("api", api, idp),
-        rule("other", api, idp, match={"host": "other.example.com"}, client_id="other"),
-    ), web=True)  # fmt: skip
+    proxy = start_proxy(
+        rules(
+            rule("api", api, idp),
+            rule("other", api, idp, match={"host": "other.example.com"}, client_id="other"),
+        ),
+        web=True,
+    )
     curl(proxy, f"{api.origin}/v1")
     status = proxy.command("oauth.status")
     assert isinstance(status, str)
@@ -81,11 +85,14 @@ def test_commands_through_mitmweb(start_proxy, idp, api):
     curl(proxy, f"{api.origin}/v1")
     assert len(idp.requests) == 3
     assert [r.header("Authorization") for r in api.requests] == [
-        "Bearer sentinel-token-1", "Bearer sentinel-token-3"]  # fmt: skip
+        "Bearer sentinel-token-1",
+        "Bearer sentinel-token-3",
+    ]
 
 
-def test_mitmdump_does_not_show_exchanges_by_default_and_logs_json(start_proxy, tmp_path,
-                                                                  issuer, idp):  # fmt: skip
+def test_mitmdump_does_not_show_exchanges_by_default_and_logs_json(
+    start_proxy, tmp_path, issuer, idp
+):
     from tests.support.servers import Recorded, RecordingServer
 
     events_file = tmp_path / "events.jsonl"
@@ -96,8 +103,9 @@ def test_mitmdump_does_not_show_exchanges_by_default_and_logs_json(start_proxy, 
         return Reply(401 if token in revoked else 200)
 
     with RecordingServer(api_handler) as api:
-        proxy = start_proxy(rules(rule("api", api, idp)),
-                            options={"oauth_log_json": str(events_file)})  # fmt: skip
+        proxy = start_proxy(
+            rules(rule("api", api, idp)), options={"oauth_log_json": str(events_file)}
+        )
         curl(proxy, f"{api.origin}/")  # fetch, then 401: purge
         issuer.reply = lambda r: Reply(503, {"error": "temporarily_unavailable"})
         curl(proxy, f"{api.origin}/")  # fetch fails

@@ -94,9 +94,18 @@ def test_listening_beyond_loopback_without_proxyauth_is_warned_about(
 
 
 LOOPBACK_SPELLINGS = [
-    "127.0.0.1", "127.0.0.2", "localhost", "LOCALHOST.", "app.localhost", "127.1", "2130706433",
-    "0x7f000001", "0.0.0.0", "[::ffff:127.0.0.1]", "[::1]",  # noqa: S104 - a spelling, no bind
-]  # fmt: skip
+    "127.0.0.1",
+    "127.0.0.2",
+    "localhost",
+    "LOCALHOST.",
+    "app.localhost",
+    "127.1",
+    "2130706433",
+    "0x7f000001",
+    "0.0.0.0",  # noqa: S104 - a spelling, no bind
+    "[::ffff:127.0.0.1]",
+    "[::1]",
+]
 
 
 def test_mitmweb_is_not_reachable_through_its_own_proxy(start_proxy, idp, api):
@@ -353,10 +362,16 @@ def test_every_live_token_stays_out_of_the_log_however_many_there_are(start_prox
     sets = 500
     with RecordingServer(lambda r: Reply(body={"ok": True})) as api:
         many = [
-            rule(f"r{n}", api, idp, client_id=f"client-{n}", client_secret=f"s3cret/+={n}",
-                 match={"host": api.host, "port": api.port, "scheme": "http", "path": f"/r{n}"})
+            rule(
+                f"r{n}",
+                api,
+                idp,
+                client_id=f"client-{n}",
+                client_secret=f"s3cret/+={n}",
+                match={"host": api.host, "port": api.port, "scheme": "http", "path": f"/r{n}"},
+            )
             for n in range(sets)
-        ]  # fmt: skip
+        ]
         proxy = start_proxy(rules(*many), web=True)
 
         async def everyone() -> list[int]:
@@ -390,8 +405,9 @@ def test_a_json_escaped_secret_echoed_by_the_endpoint_is_cut_everywhere(
     issuer.reply = lambda r: Reply(
         400, {"error": "invalid_client", "error_description": f"bad body {r.body.decode()}"}
     )
-    shown = rule("api", api, idp, auth_style="params", token_request_format="json",
-                 client_secret=SECRET)  # fmt: skip
+    shown = rule(
+        "api", api, idp, auth_style="params", token_request_format="json", client_secret=SECRET
+    )
     proxy = start_proxy(rules(shown))
     status, body = curl(proxy, f"{api.origin}/v1")
     assert status == 502
@@ -399,8 +415,11 @@ def test_a_json_escaped_secret_echoed_by_the_endpoint_is_cut_everywhere(
     rules_file.write_text(rules(shown))
     check = subprocess.run(
         [sys.executable, "-m", "mitm_oauth", "check", "--fetch", str(rules_file)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert check.returncode == 1
     assert "[redacted]" in body
     assert "[redacted]" in check.stdout
@@ -434,8 +453,11 @@ def test_a_secret_in_a_broken_rules_file_is_never_quoted(
     proxy.wait_for_line(re.compile(r"previous rules stay active"))
     check = subprocess.run(
         [sys.executable, "-m", "mitm_oauth", "check", str(proxy.rules_file)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert check.returncode == 1
     assert message in check.stderr
     assert message in proxy.output
@@ -453,11 +475,15 @@ def test_the_rules_watcher_survives_any_edit(start_proxy, tmp_path, idp, api, ap
         (tmp_path / "new.yaml").replace(proxy.rules_file)
         assert proxy.wait_for_line(re.compile(re.escape(expected))) is not None
 
-    rewrite(rules(rule("api", api, idp, token_url="http://[127.0.0.1")),
-            "field 'token_url': is not a valid URL; the previous rules stay active")  # fmt: skip
+    rewrite(
+        rules(rule("api", api, idp, token_url="http://[127.0.0.1")),
+        "field 'token_url': is not a valid URL; the previous rules stay active",
+    )
     rewrite(DEEP, "nested too deeply to be a rules file; the previous rules stay active")
-    rewrite(rules(rule("api", api, idp, client_secret=None, client_secret_file="~no-such-user/y")),
-            "names the home folder of an unknown user; the previous rules stay active")  # fmt: skip
+    rewrite(
+        rules(rule("api", api, idp, client_secret=None, client_secret_file="~no-such-user/y")),
+        "names the home folder of an unknown user; the previous rules stay active",
+    )
     rewrite(rules(rule("tls", api_tls, idp)), "1 rule(s) loaded")
     assert curl(proxy, f"{api.origin}/v1")[0] == 200
     assert curl(proxy, f"{api_tls.origin}/v1")[0] == 200
@@ -580,16 +606,28 @@ def test_a_token_cut_in_two_by_proxy_debug_is_cut_out_whole(start_proxy, issuer,
 @pytest.mark.parametrize(
     ("typo", "secret", "message"),
     [
-        ("client_secret:s3cret-sentinel-flow", "s3cret-sentinel-flow",
-         "unknown key 'client_secret…' (write 'client_secret: value'"),
-        ("client_secret=s3cret-sentinel-flow", "s3cret-sentinel-flow",
-         "unknown key 'client_secret…' (write 'client_secret: value'"),
-        ("client_secret s3cret-sentinel-flow", "s3cret-sentinel-flow",
-         "unknown key 'client_secret…' (write 'client_secret: value'"),
-        ("client_secret: s, token_headers: {X-Api-Key:k3y-sentinel-flow}", "k3y-sentinel-flow",
-         "field 'token_headers': 'X-Api-Key…' is not a header name"),
+        (
+            "client_secret:s3cret-sentinel-flow",
+            "s3cret-sentinel-flow",
+            "unknown key 'client_secret…' (write 'client_secret: value'",
+        ),
+        (
+            "client_secret=s3cret-sentinel-flow",
+            "s3cret-sentinel-flow",
+            "unknown key 'client_secret…' (write 'client_secret: value'",
+        ),
+        (
+            "client_secret s3cret-sentinel-flow",
+            "s3cret-sentinel-flow",
+            "unknown key 'client_secret…' (write 'client_secret: value'",
+        ),
+        (
+            "client_secret: s, token_headers: {X-Api-Key:k3y-sentinel-flow}",
+            "k3y-sentinel-flow",
+            "field 'token_headers': 'X-Api-Key…' is not a header name",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_secret_run_together_with_its_key_is_never_quoted(tmp_path, typo, secret, message):
     """YAML reads `key:value` (no space) in a flow mapping as one key."""
     rules_file = tmp_path / "rules.yaml"
@@ -601,8 +639,11 @@ def test_a_secret_run_together_with_its_key_is_never_quoted(tmp_path, typo, secr
     assert proxy.run_to_exit() != 0
     check = subprocess.run(
         [sys.executable, "-m", "mitm_oauth", "check", str(rules_file)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert message in proxy.output
     assert message in check.stderr
     assert secret not in proxy.output + check.stdout + check.stderr

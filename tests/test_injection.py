@@ -34,8 +34,9 @@ def test_the_default_header_and_accept():
 def test_a_custom_header_without_accept():
     given = Injection(
         rule(header_name="X-Api-Token", header_value="Token {access_token}", accept=None),
-        TOKEN, usable_until=None,
-    )  # fmt: skip
+        TOKEN,
+        usable_until=None,
+    )
     assert given.fields == ((b"X-Api-Token", b"Token the-token"),)
     assert given.replaced == given.token_field == {b"x-api-token"}
 
@@ -43,8 +44,13 @@ def test_a_custom_header_without_accept():
 def test_what_the_operator_is_told_names_the_token_by_fingerprint_only():
     given = Injection(rule(), TOKEN, usable_until=1_800_000_000.4)
     fingerprint = Secret("the-token").fingerprint
-    assert given.metadata == {"action": "injected", "rule": "api", "token": fingerprint,
-                              "token_type": "Bearer", "usable_until": 1_800_000_000}  # fmt: skip
+    assert given.metadata == {
+        "action": "injected",
+        "rule": "api",
+        "token": fingerprint,
+        "token_type": "Bearer",
+        "usable_until": 1_800_000_000,
+    }
     assert given.comment.startswith(f"rule api: token sha256:{fingerprint}, usable until ")
     assert "the-token" not in repr(given) + given.comment + str(given.metadata)
     assert fingerprint in repr(given)
@@ -64,5 +70,7 @@ def test_replace_fields_drops_every_spelling_and_appends():
     fields = ((b"Host", b"a"), (b"authorization", b"x"), (b"AUTHORIZATION", b"y"), (b"Z", b"z"))
     new = ((b"Authorization", b"Bearer t"),)
     assert replace_fields(fields, frozenset({b"authorization"}), new) == (
-        (b"Host", b"a"), (b"Z", b"z"), (b"Authorization", b"Bearer t"),
-    )  # fmt: skip
+        (b"Host", b"a"),
+        (b"Z", b"z"),
+        (b"Authorization", b"Bearer t"),
+    )

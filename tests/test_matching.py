@@ -85,9 +85,17 @@ def test_wildcard_matches_exactly_one_label(host, matches):
 )
 def test_each_match_field_must_hold(d, matches):
     index = RuleIndex(
-        [rule("r", "api.example.com", schemes=frozenset({"https"}), port=443,
-              path="/v1", methods=frozenset({"GET", "POST"}))]
-    )  # fmt: skip
+        [
+            rule(
+                "r",
+                "api.example.com",
+                schemes=frozenset({"https"}),
+                port=443,
+                path="/v1",
+                methods=frozenset({"GET", "POST"}),
+            )
+        ]
+    )
     assert (index.match(d) is not None) is matches
 
 
@@ -117,9 +125,11 @@ def test_most_specific_rule_wins():
 
 def test_exact_rule_that_does_not_apply_falls_back_to_wildcard():
     index = RuleIndex(
-        [rule("exact-post", "api.example.com", methods=frozenset({"POST"})),
-         rule("wild", "*.example.com", position=1)]
-    )  # fmt: skip
+        [
+            rule("exact-post", "api.example.com", methods=frozenset({"POST"})),
+            rule("wild", "*.example.com", position=1),
+        ]
+    )
     assert index.match(dest(method="POST")).name == "exact-post"
     assert index.match(dest(method="GET")).name == "wild"
 

@@ -290,9 +290,14 @@ def test_load_rules_reports_missing_and_unreadable_files(tmp_path: Path):
 
 
 def test_the_example_rules_file_is_valid():
-    rules = load_rules(Path(__file__).parents[1] / "rules.yaml", environ=ENV | {
-        "BILLING_CLIENT_ID": "id", "BILLING_CLIENT_SECRET": "secret",
-    })  # fmt: skip
+    rules = load_rules(
+        Path(__file__).parents[1] / "rules.yaml",
+        environ=ENV
+        | {
+            "BILLING_CLIENT_ID": "id",
+            "BILLING_CLIENT_SECRET": "secret",
+        },
+    )
     assert rules
 
 
@@ -324,10 +329,12 @@ def test_new_fields_and_their_defaults():
     assert default.retry_on_401 is False
     (rule,) = parse(
         rule_with(
-            client_authorization="keep", token_type="MAC", purge_on_status="[401, 403]",
+            client_authorization="keep",
+            token_type="MAC",
+            purge_on_status="[401, 403]",
             retry_on_401="true",
         )
-    )  # fmt: skip
+    )
     assert rule.client_authorization == "keep"
     assert rule.token_type == "MAC"
     assert rule.purge_on_status == {401, 403}
@@ -344,9 +351,13 @@ def test_secret_files_are_relative_to_the_rules_file_and_read_at_each_use(tmp_pa
     client_id.write_text("the-id")
     rules_file = tmp_path / "rules.yaml"
     rules_file.write_text(
-        rule_with(client_id=None, client_id_file="id.txt", client_secret=None,
-                  client_secret_file="secrets/billing")
-    )  # fmt: skip
+        rule_with(
+            client_id=None,
+            client_id_file="id.txt",
+            client_secret=None,
+            client_secret_file="secrets/billing",
+        )
+    )
     (rule,) = load_rules(rules_file, environ={})
     creds = rule.credentials
     assert creds.client_id.reveal() == "the-id"
@@ -378,8 +389,12 @@ def test_ca_file_is_checked_and_kept(tmp_path: Path):
 
 
 def test_disabled_rules_may_name_files_that_do_not_exist_yet():
-    text = rule_with(client_secret=None, client_secret_file="/nonexistent/secret",
-                     ca_file="/nonexistent/ca.pem", is_disabled="true")  # fmt: skip
+    text = rule_with(
+        client_secret=None,
+        client_secret_file="/nonexistent/secret",
+        ca_file="/nonexistent/ca.pem",
+        is_disabled="true",
+    )
     assert parse(text) == []
     with pytest.raises(RulesError, match="client_secret_file"):
         parse(text.replace("is_disabled: true", "is_disabled: false"))

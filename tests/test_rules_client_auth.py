@@ -49,10 +49,14 @@ def test_client_secret_jwt_defaults_to_hs256_and_a_60_second_assertion():
 
 def test_private_key_jwt_needs_no_secret_and_reads_its_key(tmp_path: Path, keys: Path):
     rule = load(
-        tmp_path, auth_style="private_key_jwt", client_secret=None,
-        private_key_file=str(keys / "rsa.pem"), key_id="k1",
-        assertion_audience="https://idp.example.com", assertion_lifetime="30",
-    )  # fmt: skip
+        tmp_path,
+        auth_style="private_key_jwt",
+        client_secret=None,
+        private_key_file=str(keys / "rsa.pem"),
+        key_id="k1",
+        assertion_audience="https://idp.example.com",
+        assertion_lifetime="30",
+    )
     settings = rule.credentials.assertion
     assert rule.credentials.client_secret is None
     assert settings is not None
@@ -61,8 +65,9 @@ def test_private_key_jwt_needs_no_secret_and_reads_its_key(tmp_path: Path, keys:
     assert settings.private_key_file == str(keys / "rsa.pem")
 
 
-@pytest.mark.parametrize(("style", "expected"), [("client_secret_basic", "header"),
-                                                 ("client_secret_post", "params")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("style", "expected"), [("client_secret_basic", "header"), ("client_secret_post", "params")]
+)
 def test_registration_names_of_the_secret_styles_are_understood(style, expected):
     (rule,) = parse(rule_with(auth_style=style))
     assert rule.credentials.auth_style == expected
@@ -73,25 +78,58 @@ def test_registration_names_of_the_secret_styles_are_understood(style, expected)
     [
         ({"auth_style": "jwt"}, "auth_style", "must be one of auto, header"),
         ({"auth_style": "client_secret_jwt"}, "client_secret", "shorter than the 32 bytes HS256"),
-        ({"auth_style": "client_secret_jwt", "client_secret": "s" * 40, "assertion_alg": "HS384"},
-         "client_secret", "48 bytes HS384"),
-        ({"auth_style": "client_secret_jwt", "client_secret": LONG_SECRET,
-          "assertion_alg": "RS256"}, "assertion_alg", "HS256, HS384, HS512"),
-        ({"auth_style": "client_secret_jwt", "client_secret": LONG_SECRET,
-          "key_id": "k"}, "key_id", "signs with the client secret"),
+        (
+            {
+                "auth_style": "client_secret_jwt",
+                "client_secret": "s" * 40,
+                "assertion_alg": "HS384",
+            },
+            "client_secret",
+            "48 bytes HS384",
+        ),
+        (
+            {
+                "auth_style": "client_secret_jwt",
+                "client_secret": LONG_SECRET,
+                "assertion_alg": "RS256",
+            },
+            "assertion_alg",
+            "HS256, HS384, HS512",
+        ),
+        (
+            {"auth_style": "client_secret_jwt", "client_secret": LONG_SECRET, "key_id": "k"},
+            "key_id",
+            "signs with the client secret",
+        ),
         ({"auth_style": "private_key_jwt", "client_secret": None}, "private_key_file", "required"),
-        ({"auth_style": "private_key_jwt", "private_key_file": "k.pem"}, "client_secret",
-         "not used with auth_style private_key_jwt"),
+        (
+            {"auth_style": "private_key_jwt", "private_key_file": "k.pem"},
+            "client_secret",
+            "not used with auth_style private_key_jwt",
+        ),
         ({"assertion_alg": "HS256"}, "assertion_alg", "only used with auth_style"),
         ({"assertion_lifetime": "60"}, "assertion_lifetime", "only used with auth_style"),
-        ({"auth_style": "client_secret_jwt", "client_secret": LONG_SECRET,
-          "assertion_lifetime": "0"}, "assertion_lifetime", "from 1 to 3600"),
+        (
+            {
+                "auth_style": "client_secret_jwt",
+                "client_secret": LONG_SECRET,
+                "assertion_lifetime": "0",
+            },
+            "assertion_lifetime",
+            "from 1 to 3600",
+        ),
         ({"auth_style": "tls_client_auth", "client_secret": None}, "client_cert_file", "required"),
         ({"client_cert_file": "c.pem"}, "client_key_file", "together"),
-        ({"token_headers": "{Content-Type: text/plain}"}, "token_headers.Content-Type",
-         "set by the token request"),
-        ({"token_headers": "{Authorization: x}"}, "token_headers.Authorization",
-         "auth_style auto sends its own"),
+        (
+            {"token_headers": "{Content-Type: text/plain}"},
+            "token_headers.Content-Type",
+            "set by the token request",
+        ),
+        (
+            {"token_headers": "{Authorization: x}"},
+            "token_headers.Authorization",
+            "auth_style auto sends its own",
+        ),
         ({"token_headers": "{'a b': x}"}, "token_headers", "not a header name"),
         ({"token_headers": "{X-Key: 12}"}, "token_headers.X-Key", "not a value"),
         ({"token_request_format": "xml"}, "token_request_format", "form, json"),
@@ -103,7 +141,7 @@ def test_registration_names_of_the_secret_styles_are_understood(style, expected)
         ({"header_value": "'{access_token.x}'"}, "header_value", "the placeholders are"),
         ({"header_value": "'{access_token'"}, "header_value", "not a valid template"),
     ],
-)  # fmt: skip
+)
 def test_client_auth_errors_name_the_field(fields, field, words):
     with pytest.raises(RulesError) as caught:
         parse(rule_with(**fields))
@@ -126,9 +164,12 @@ def test_client_auth_errors_name_the_field(fields, field, words):
 )
 def test_private_keys_must_fit_the_algorithm(tmp_path: Path, keys: Path, key, alg, words):
     error = load_error(
-        tmp_path, auth_style="private_key_jwt", client_secret=None,
-        private_key_file=str(keys / key), assertion_alg=alg,
-    )  # fmt: skip
+        tmp_path,
+        auth_style="private_key_jwt",
+        client_secret=None,
+        private_key_file=str(keys / key),
+        assertion_alg=alg,
+    )
     assert error.field == "private_key_file"
     assert words in str(error)
 
@@ -139,9 +180,12 @@ def test_private_keys_must_fit_the_algorithm(tmp_path: Path, keys: Path, key, al
 )
 def test_private_keys_that_fit_load(tmp_path: Path, keys: Path, key, alg):
     rule = load(
-        tmp_path, auth_style="private_key_jwt", client_secret=None,
-        private_key_file=str(keys / key), assertion_alg=alg,
-    )  # fmt: skip
+        tmp_path,
+        auth_style="private_key_jwt",
+        client_secret=None,
+        private_key_file=str(keys / key),
+        assertion_alg=alg,
+    )
     assert rule.credentials.assertion.algorithm == alg
 
 
@@ -150,9 +194,12 @@ def test_client_certificates_are_checked_at_load(tmp_path: Path, keys: Path):
     client = make_client_cert(tmp_path, "client-a", ca)
     other = make_client_cert(tmp_path, "client-b", ca)
     rule = load(
-        tmp_path, auth_style="tls_client_auth", client_secret=None,
-        client_cert_file="client-a.pem", client_key_file="client-a.key",
-    )  # fmt: skip
+        tmp_path,
+        auth_style="tls_client_auth",
+        client_secret=None,
+        client_cert_file="client-a.pem",
+        client_key_file="client-a.key",
+    )
     certificate = rule.credentials.client_certificate
     assert certificate is not None
     assert certificate.cert_file == str(client.cert_file)
@@ -177,20 +224,25 @@ def test_client_certificates_are_checked_at_load(tmp_path: Path, keys: Path):
 def test_tls_client_auth_refuses_a_secret(tmp_path: Path):
     make_client_cert(tmp_path, "client-a")
     error = load_error(
-        tmp_path, auth_style="self_signed_tls_client_auth",
-        client_cert_file="client-a.pem", client_key_file="client-a.key",
-    )  # fmt: skip
+        tmp_path,
+        auth_style="self_signed_tls_client_auth",
+        client_cert_file="client-a.pem",
+        client_key_file="client-a.key",
+    )
     assert error.field == "client_secret"
 
 
 def test_token_headers_format_and_injected_header():
     (rule,) = parse(
         rule_with(
-            auth_style="params", token_headers="{X-Tenant: acme, Authorization: 'Key k'}",
-            token_request_format="json", header_name="X-Api-Token",
-            header_value="'{access_token}'", token_type="Bearer",
+            auth_style="params",
+            token_headers="{X-Tenant: acme, Authorization: 'Key k'}",
+            token_request_format="json",
+            header_name="X-Api-Token",
+            header_value="'{access_token}'",
+            token_type="Bearer",
         )
-    )  # fmt: skip
+    )
     assert rule.credentials.token_headers == (("X-Tenant", "acme"), ("Authorization", "Key k"))
     assert rule.credentials.request_format == "json"
     assert (rule.header_name, rule.header_value) == ("X-Api-Token", "{access_token}")
@@ -207,8 +259,13 @@ def test_secret_token_header_values_are_never_quoted():
 
 def test_equal_settings_share_a_token_and_different_ones_do_not(tmp_path: Path, keys: Path):
     def credentials(**fields: str):
-        return load(tmp_path, auth_style="private_key_jwt", client_secret=None,
-                    private_key_file=str(keys / "rsa.pem"), **fields).credentials  # fmt: skip
+        return load(
+            tmp_path,
+            auth_style="private_key_jwt",
+            client_secret=None,
+            private_key_file=str(keys / "rsa.pem"),
+            **fields,
+        ).credentials
 
     assert credentials() == credentials()
     assert credentials() != credentials(key_id="k2")

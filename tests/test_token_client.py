@@ -200,9 +200,15 @@ def test_secret_file_problems_are_token_errors(tmp_path):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("120", 120.0), ("0", 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("soon", None),
-     (None, None), ("", None)],
-)  # fmt: skip
+    [
+        ("120", 120.0),
+        ("0", 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("soon", None),
+        (None, None),
+        ("", None),
+    ],
+)
 def test_retry_after(value, expected):
     assert parse_retry_after(value, now=1_700_000_000) == expected
 
@@ -214,9 +220,10 @@ def test_retry_after_http_date_in_the_future():
 def test_exchanges_shown_to_operators_carry_no_assertion_or_secret_header():
     seen: list[Exchange] = []
     c = dataclasses.replace(
-        jwt_creds("client_secret_jwt"), request_format="json",
+        jwt_creds("client_secret_jwt"),
+        request_format="json",
         token_headers=(("X-Api-Key", "sentinel-header-value"),),
-    )  # fmt: skip
+    )
     endpoint = FakeEndpoint(ok)
     client = TokenClient(
         transport=httpx.MockTransport(endpoint), observer=lambda _, e: seen.append(e)
@@ -245,10 +252,14 @@ def test_a_renewed_certificate_does_not_cut_off_an_exchange_in_flight(tmp_path, 
     async def scenario(endpoint: RecordingServer) -> list[str]:
         certificate = ClientCertificate(str(current.cert_file), str(current.key_file))
         slow, fast = (
-            creds(token_url=f"{endpoint.origin}/token", ca_file=str(server_cert.ca_file),
-                  client_certificate=certificate, scopes=(scope,))
+            creds(
+                token_url=f"{endpoint.origin}/token",
+                ca_file=str(server_cert.ca_file),
+                client_certificate=certificate,
+                scopes=(scope,),
+            )
             for scope in ("slow", "fast")
-        )  # fmt: skip
+        )
         client = TokenClient()
         first = asyncio.create_task(client.fetch(slow))
         await asyncio.to_thread(endpoint.wait_for_requests, 1)  # in flight on the first pool

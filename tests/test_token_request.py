@@ -22,8 +22,10 @@ URL = "https://idp.example/token"
 
 def creds(**kw: object) -> Credentials:
     values: dict[str, object] = {
-        "token_url": URL, "client_id": Secret("my client"), "client_secret": Secret("s&cr:t+/="),
-    } | kw  # fmt: skip
+        "token_url": URL,
+        "client_id": Secret("my client"),
+        "client_secret": Secret("s&cr:t+/="),
+    } | kw
     return Credentials(**values)  # type: ignore[arg-type]
 
 
@@ -92,9 +94,10 @@ def jwt_creds(style: str, **settings: object) -> Credentials:
     algorithm = settings.pop("algorithm", "HS256" if style == "client_secret_jwt" else "RS256")
     secret = Secret(LONG_SECRET) if style == "client_secret_jwt" else None
     return creds(
-        auth_style=style, client_secret=secret,
+        auth_style=style,
+        client_secret=secret,
         assertion=AssertionSettings(algorithm=algorithm, **settings),  # type: ignore[arg-type]
-    )  # fmt: skip
+    )
 
 
 def decoded(body: bytes, key: object, algorithm: str, audience: str = URL) -> dict[str, object]:
@@ -116,23 +119,31 @@ def test_client_secret_jwt_sends_a_signed_assertion_and_no_secret():
     header = jwt.get_unverified_header(assertion)
     assert header == {"alg": "HS256", "typ": "JWT"}
     claims = jwt.decode(
-        assertion, LONG_SECRET, algorithms=["HS256"], audience=URL,
+        assertion,
+        LONG_SECRET,
+        algorithms=["HS256"],
+        audience=URL,
         options={"verify_exp": False, "verify_iat": False},
-    )  # fmt: skip
+    )
     assert claims["iss"] == claims["sub"] == "my client"
     assert (claims["iat"], claims["exp"]) == (1_000_000, 1_000_060)
     assert len(str(claims["jti"])) >= 22
 
 
-@pytest.mark.parametrize(("algorithm", "kind"), [("RS256", "rsa"), ("PS256", "rsa"),
-                                                  ("ES256", "ec"), ("ES384", "ec384")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("algorithm", "kind"), [("RS256", "rsa"), ("PS256", "rsa"), ("ES256", "ec"), ("ES384", "ec384")]
+)
 def test_private_key_jwt_signs_with_the_key(tmp_path: Path, algorithm: str, kind: str):
     key = new_key(kind)
     key_file = write_key(tmp_path / "key.pem", key)
     c = jwt_creds(
-        "private_key_jwt", algorithm=algorithm, private_key_file=str(key_file), key_id="key-1",
-        audience="https://idp.example", lifetime=30,
-    )  # fmt: skip
+        "private_key_jwt",
+        algorithm=algorithm,
+        private_key_file=str(key_file),
+        key_id="key-1",
+        audience="https://idp.example",
+        lifetime=30,
+    )
     request = token_request(c, ClientAuth.of(c), AuthStyle("private_key_jwt"))
     (assertion,) = form_of(request.body)["client_assertion"]
     assert jwt.get_unverified_header(assertion)["kid"] == "key-1"
@@ -183,15 +194,20 @@ def test_tls_client_auth_names_the_client_in_the_body(style: str):
 
 def test_json_request_format():
     c = creds(
-        request_format="json", scopes=("a", "b"),
+        request_format="json",
+        scopes=("a", "b"),
         endpoint_params=(("audience", ("x",)), ("resource", ("r1", "r2"))),
-    )  # fmt: skip
+    )
     request = token_request(c, ClientAuth.of(c), AuthStyle("params"))
     assert request.headers["Content-Type"] == "application/json"
     assert json.loads(request.body) == {
-        "grant_type": "client_credentials", "scope": "a b", "audience": "x",
-        "resource": ["r1", "r2"], "client_id": "my client", "client_secret": "s&cr:t+/=",
-    }  # fmt: skip
+        "grant_type": "client_credentials",
+        "scope": "a b",
+        "audience": "x",
+        "resource": ["r1", "r2"],
+        "client_id": "my client",
+        "client_secret": "s&cr:t+/=",
+    }
 
 
 def test_token_headers_are_sent_and_treated_as_secrets():

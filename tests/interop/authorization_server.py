@@ -44,8 +44,12 @@ def install() -> None:
 def _npm_ci() -> None:
     result = subprocess.run(
         ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=HERE, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"npm ci failed in {HERE}:\n{result.stdout}{result.stderr}")
 
@@ -81,9 +85,12 @@ class AuthorizationServer:
     def start(self, timeout: float = 30.0) -> AuthorizationServer:
         self.process = subprocess.Popen(
             ["node", str(HERE / "server.mjs"), str(self.config)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            text=True, cwd=HERE,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=HERE,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         with self._changed:
@@ -105,8 +112,10 @@ class AuthorizationServer:
         """
 
         def found() -> dict[str, Any] | None:
-            return next((e for e in self.events[after:]
-                         if e["client"] == client and e["event"] == event), None)  # fmt: skip
+            return next(
+                (e for e in self.events[after:] if e["client"] == client and e["event"] == event),
+                None,
+            )
 
         with self._changed:
             if not self._changed.wait_for(found, timeout):

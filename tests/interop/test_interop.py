@@ -43,9 +43,18 @@ API = "urn:interop:api"
 """The audience the provider puts in every access token (see server.mjs)."""
 
 SUCCESSES = [
-    "basic", "post", "auto", "secret-jwt", "secret-jwt-hs512", "key-rs256", "key-ps256",
-    "key-es256", "tls", "self-signed", "custom-header",
-]  # fmt: skip
+    "basic",
+    "post",
+    "auto",
+    "secret-jwt",
+    "secret-jwt-hs512",
+    "key-rs256",
+    "key-ps256",
+    "key-es256",
+    "tls",
+    "self-signed",
+    "custom-header",
+]
 
 
 @dataclass
@@ -85,10 +94,13 @@ def jwk_of(key_file: Path, **extra: object) -> dict[str, object]:
 
 def client(client_id: str, method: str, **metadata: object) -> dict[str, object]:
     return {
-        "client_id": client_id, "token_endpoint_auth_method": method,
-        "grant_types": ["client_credentials"], "redirect_uris": [], "response_types": [],
+        "client_id": client_id,
+        "token_endpoint_auth_method": method,
+        "grant_types": ["client_credentials"],
+        "redirect_uris": [],
+        "response_types": [],
         **metadata,
-    }  # fmt: skip
+    }
 
 
 def replaying_relay(provider: AuthorizationServer, ca_file: Path):
@@ -112,8 +124,11 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
     folder = tmp_path_factory.mktemp("interop")
     server_cert = make_server_cert(folder)
     client_ca = CertificateAuthority("client CA")
-    tls = {"cert": str(server_cert.cert_file), "key": str(server_cert.key_file),
-           "clientCa": str(client_ca.write(folder / "client-ca.pem"))}  # fmt: skip
+    tls = {
+        "cert": str(server_cert.cert_file),
+        "key": str(server_cert.key_file),
+        "clientCa": str(client_ca.write(folder / "client-ca.pem")),
+    }
     tls_cert = make_client_cert(folder, "tls-client", client_ca)
     self_signed = make_client_cert(folder, "self-signed-client")
     stranger = make_client_cert(folder, "stranger")
@@ -129,16 +144,31 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
         client("basic", "client_secret_basic", client_secret=secret["basic"]),
         client("post", "client_secret_post", client_secret=secret["post"]),
         client("secret-jwt", "client_secret_jwt", client_secret=secret["secret-jwt"]),
-        client("secret-jwt-hs512", "client_secret_jwt", client_secret=secret["hs512"],
-               token_endpoint_auth_signing_alg="HS512"),
+        client(
+            "secret-jwt-hs512",
+            "client_secret_jwt",
+            client_secret=secret["hs512"],
+            token_endpoint_auth_signing_alg="HS512",
+        ),
         client("key-rs256", "private_key_jwt", jwks={"keys": [jwk_of(rsa_key, kid="rsa-1")]}),
-        client("key-ps256", "private_key_jwt", token_endpoint_auth_signing_alg="PS256",
-               jwks={"keys": [jwk_of(rsa_key, kid="rsa-1")]}),
+        client(
+            "key-ps256",
+            "private_key_jwt",
+            token_endpoint_auth_signing_alg="PS256",
+            jwks={"keys": [jwk_of(rsa_key, kid="rsa-1")]},
+        ),
         client("key-es256", "private_key_jwt", jwks={"keys": [jwk_of(ec_key, kid="ec-1")]}),
         client("tls", "tls_client_auth", tls_client_auth_subject_dn="CN=tls-client"),
-        client("self-signed", "self_signed_tls_client_auth", jwks={"keys": [jwk_of(
-            self_signed.key_file, x5c=[base64.b64encode(self_signed_der).decode()])]}),
-    ]  # fmt: skip
+        client(
+            "self-signed",
+            "self_signed_tls_client_auth",
+            jwks={
+                "keys": [
+                    jwk_of(self_signed.key_file, x5c=[base64.b64encode(self_signed_der).decode()])
+                ]
+            },
+        ),
+    ]
     with (
         AuthorizationServer(folder, clients=clients, tls=tls) as provider,
         AuthorizationServer(folder, clients=clients, tls=tls, clock_offset=120) as skewed,
@@ -150,60 +180,109 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
             "client_cert_file": str(tls_cert.cert_file),
             "client_key_file": str(tls_cert.key_file),
         }
-        self_signed_files = {"client_cert_file": str(self_signed.cert_file),
-                             "client_key_file": str(self_signed.key_file)}  # fmt: skip
+        self_signed_files = {
+            "client_cert_file": str(self_signed.cert_file),
+            "client_key_file": str(self_signed.key_file),
+        }
         cases: dict[str, dict[str, object]] = {
             "basic": {"auth_style": "client_secret_basic", "client_secret": secret["basic"]},
             "post": {"auth_style": "client_secret_post", "client_secret": secret["post"]},
             "auto": {"client_id": "post", "client_secret": secret["post"]},
-            "secret-jwt": {"auth_style": "client_secret_jwt",
-                           "client_secret": secret["secret-jwt"]},
-            "secret-jwt-hs512": {"auth_style": "client_secret_jwt",
-                                 "client_secret": secret["hs512"], "assertion_alg": "HS512"},
-            "key-rs256": {"auth_style": "private_key_jwt", "private_key_file": str(rsa_key),
-                          "key_id": "rsa-1"},
-            "key-ps256": {"auth_style": "private_key_jwt", "private_key_file": str(rsa_key),
-                          "assertion_alg": "PS256"},
-            "key-es256": {"auth_style": "private_key_jwt", "private_key_file": str(ec_key),
-                          "assertion_alg": "ES256"},
+            "secret-jwt": {
+                "auth_style": "client_secret_jwt",
+                "client_secret": secret["secret-jwt"],
+            },
+            "secret-jwt-hs512": {
+                "auth_style": "client_secret_jwt",
+                "client_secret": secret["hs512"],
+                "assertion_alg": "HS512",
+            },
+            "key-rs256": {
+                "auth_style": "private_key_jwt",
+                "private_key_file": str(rsa_key),
+                "key_id": "rsa-1",
+            },
+            "key-ps256": {
+                "auth_style": "private_key_jwt",
+                "private_key_file": str(rsa_key),
+                "assertion_alg": "PS256",
+            },
+            "key-es256": {
+                "auth_style": "private_key_jwt",
+                "private_key_file": str(ec_key),
+                "assertion_alg": "ES256",
+            },
             "tls": {"auth_style": "tls_client_auth", **cert},
             "self-signed": {"auth_style": "self_signed_tls_client_auth", **self_signed_files},
-            "custom-header": {"client_id": "basic", "client_secret": secret["basic"],
-                              "token_headers": {"X-Request-Source": "interop"},
-                              "header_name": "X-Access-Token", "header_value": "{access_token}"},
+            "custom-header": {
+                "client_id": "basic",
+                "client_secret": secret["basic"],
+                "token_headers": {"X-Request-Source": "interop"},
+                "header_name": "X-Access-Token",
+                "header_value": "{access_token}",
+            },
             # What a provider refuses, surfaced to the client and the log:
-            "wrong-secret": {"client_id": "basic", "client_secret": secrets.token_urlsafe(48),
-                             "auth_style": "client_secret_basic"},
-            "wrong-key": {"client_id": "key-rs256", "auth_style": "private_key_jwt",
-                          "private_key_file": str(other_rsa_key), "key_id": "rsa-1"},
-            "expired": {"client_id": "secret-jwt", "auth_style": "client_secret_jwt",
-                        "client_secret": secret["secret-jwt"],
-                        "token_url": skewed.url("/token")},
-            "replayed": {"client_id": "key-rs256", "auth_style": "private_key_jwt",
-                         "private_key_file": str(rsa_key), "token_url": f"{relay.origin}/token",
-                         "assertion_audience": provider.issuer},
-            "no-certificate": {"client_id": "tls", "auth_style": "tls_client_auth", **cert,
-                               "token_url": provider.url("/token", "plain")},
+            "wrong-secret": {
+                "client_id": "basic",
+                "client_secret": secrets.token_urlsafe(48),
+                "auth_style": "client_secret_basic",
+            },
+            "wrong-key": {
+                "client_id": "key-rs256",
+                "auth_style": "private_key_jwt",
+                "private_key_file": str(other_rsa_key),
+                "key_id": "rsa-1",
+            },
+            "expired": {
+                "client_id": "secret-jwt",
+                "auth_style": "client_secret_jwt",
+                "client_secret": secret["secret-jwt"],
+                "token_url": skewed.url("/token"),
+            },
+            "replayed": {
+                "client_id": "key-rs256",
+                "auth_style": "private_key_jwt",
+                "private_key_file": str(rsa_key),
+                "token_url": f"{relay.origin}/token",
+                "assertion_audience": provider.issuer,
+            },
+            "no-certificate": {
+                "client_id": "tls",
+                "auth_style": "tls_client_auth",
+                **cert,
+                "token_url": provider.url("/token", "plain"),
+            },
             "unregistered-certificate": {
-                "client_id": "self-signed", "auth_style": "self_signed_tls_client_auth",
+                "client_id": "self-signed",
+                "auth_style": "self_signed_tls_client_auth",
                 "client_cert_file": str(stranger.cert_file),
-                "client_key_file": str(stranger.key_file)},
-        }  # fmt: skip
+                "client_key_file": str(stranger.key_file),
+            },
+        }
         rules = []
         for name, fields in cases.items():
             rule = {
-                "name": name, "client_id": name, "token_url": token_url,
+                "name": name,
+                "client_id": name,
+                "token_url": token_url,
                 "ca_file": str(server_cert.ca_file),
                 "match": {"host": api.host, "port": api.port, "scheme": "http", "path": f"/{name}"},
                 **fields,
-            }  # fmt: skip
+            }
             rules.append(rule)
         rules_file = folder / "rules.yaml"
         rules_file.write_text(json.dumps({"rules": rules}, indent=2))
         with Mitmdump(rules_file, folder / "confdir") as proxy:
             keys = [p.read_text() for p in (rsa_key, other_rsa_key, ec_key)]
-            yield Interop(provider, skewed, proxy, api, relay, server_cert.ca_file,
-                          secrets=[*secret.values(), *keys])  # fmt: skip
+            yield Interop(
+                provider,
+                skewed,
+                proxy,
+                api,
+                relay,
+                server_cert.ca_file,
+                secrets=[*secret.values(), *keys],
+            )
         for value in [*secret.values(), *keys]:
             assert value not in proxy.output
 

@@ -70,8 +70,10 @@ def _rule(
         result.secrets[variable] = f"{where}: client_secret"
 
     scopes = block.get("scopes")
-    params = {k: list(v) if isinstance(v, list) else [v]
-              for k, v in (block.get("endpoint_params") or {}).items()}  # fmt: skip
+    params = {
+        k: list(v) if isinstance(v, list) else [v]
+        for k, v in (block.get("endpoint_params") or {}).items()
+    }
     if "scope" in params:
         extra = [s for value in params.pop("scope") for s in str(value).split()]
         result.warnings.append(
