@@ -9,7 +9,8 @@ docs/performance.md has the measurements behind each.
 - `collector_paused`: no cyclic garbage collection while a file is read, and
   what was made meanwhile moved out of the young generations at once.
 - `drop_gradually`, `taken`: a parsed document freed a rule at a time, so a
-  reload's thread hands the GIL back to the event loop in between.
+  reload's thread hands the GIL back to the event loop in between (a retired
+  `RuleIndex` is taken apart the same way, by its `dismantle`).
 - `shared`, `share_credentials`, `keep_unchanged`: one object for equal values,
   so fewer objects live for the collector to scan and the token cache finds
   credential sets by identity.

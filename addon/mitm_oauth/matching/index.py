@@ -194,8 +194,9 @@ class RuleIndex:
     def dismantle(self) -> None:
         """Empty this retired index a rule at a time, in a thread beside the event loop.
 
-        Dropping 10,000 rules at once is one call that holds the GIL for 20 ms;
-        one by one, the interpreter can hand the GIL to the event loop in between.
+        Dropping a large index at once is one call that holds the GIL throughout;
+        one by one, the interpreter can hand the GIL to the event loop in between
+        (as `config.speedups.drop_gradually` does for a parsed file).
         """
         self._known.clear()
         for table in (self._exact, self._wildcard, self.credential_sets):
