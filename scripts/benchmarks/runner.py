@@ -2,7 +2,8 @@
 
 Run with scripts/bench [--quick] [--json PATH]. Variants run side by side, pinned to the
 same core and loaded at the same time (load and peers on the other core), because on a
-shared machine two identical proxies measured in turns differ by 20-40 %.
+shared machine proxies measured in turns differ by more than what is measured
+(docs/performance.md, "How the benchmarks measure").
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ def measure(work: Path, ca: Path, ports: dict, rounds: int, seconds: float) -> d
                 "trivial + imports": (ADDONS / "trivial_imports.py", None),
                 "trivial + hooks": (ADDONS / "trivial_hooks.py", None),
                 "ours, 1 rule": (ADDON, one), "ours, 10k rules": (ADDON, many)}  # fmt: skip
-    # Started in a random order: a variant's place seems to be worth about a point (the last
-    # started measured lowest), which must not always fall on the same one.
+    # Started in a random order: a variant's place in the start order shows in its results, so
+    # that bias must not fall on the same variant in every run.
     order = random.sample(list(variants), len(variants))
     proxies = [Proxy("plain", work, ca)]  # first: it creates the CA the others share
     proxies += [Proxy(name, work, ca, *variants[name]) for name in order]
@@ -50,7 +50,8 @@ def summarise(per_round: list[dict[str, tuple[float, float]]], names: list[str])
     for name in names:
         rate_ratio = [r[name][0] / r["plain"][0] for r in per_round]
         cpu_ratio = [r["plain"][1] / r[name][1] for r in per_round]  # >1: cheaper than plain
-        # Paired with the trivial addon round by round: the gap that target 2 is about.
+        # Paired with the trivial addon round by round: the addon's cost above the floor that
+        # any addon pays.
         vs_trivial = [r["trivial addon"][1] / r[name][1] for r in per_round]
         summary[name] = {
             "req_per_s": statistics.median(r[name][0] for r in per_round),
