@@ -37,12 +37,16 @@ def rules_text(n: int, http_port: int, https_port: int, token_url: str) -> str:
     for i in range(n - 1):
         host = f"h{i}.example.com" if i % 3 != 1 else f"*.w{i}.example.com"
         path = f"/p{i}" if i % 3 == 2 else "/"
-        lines.append(f"  - {{name: r{i}, match: {{host: '{host}', path: '{path}'}}, "
-                     f"token_url: '{token_url}', client_id: c{i}, client_secret: s}}")  # fmt: skip
+        lines.append(
+            f"  - {{name: r{i}, match: {{host: '{host}', path: '{path}'}}, "
+            f"token_url: '{token_url}', client_id: c{i}, client_secret: s}}"
+        )
     for name, port, scheme in (("target", http_port, "http"), ("target-tls", https_port, "https")):
-        lines.append(f"  - {{name: {name}, match: {{host: 127.0.0.1, port: {port}, "
-                     f"scheme: {scheme}}}, token_url: '{token_url}', client_id: target, "
-                     f"client_secret: s}}")  # fmt: skip
+        lines.append(
+            f"  - {{name: {name}, match: {{host: 127.0.0.1, port: {port}, "
+            f"scheme: {scheme}}}, token_url: '{token_url}', client_id: target, "
+            f"client_secret: s}}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -58,21 +62,44 @@ def rules_files(work: Path, ports: dict) -> tuple[Path, Path]:
 def measured_variants(work: Path, ports: dict) -> list[tuple[str, Path | None, Path | None]]:
     """(name, script, rules) of the variants profiled and counted: plain, trivial, ours twice."""
     one, many = rules_files(work, ports)
-    return [("plain", None, None), ("trivial addon", TRIVIAL, None),
-            ("ours, 1 rule", ADDON, one), ("ours, 10k rules", ADDON, many)]  # fmt: skip
+    return [
+        ("plain", None, None),
+        ("trivial addon", TRIVIAL, None),
+        ("ours, 1 rule", ADDON, one),
+        ("ours, 10k rules", ADDON, many),
+    ]
 
 
 class Proxy:
     """A mitmdump process, pinned, quiet, listening on an ephemeral port."""
 
-    def __init__(self, name: str, work: Path, ca: Path, script: Path | None = None,
-                 rules: Path | None = None, options: dict[str, str] | None = None,
-                 core: str = PROXY_CORE, also: tuple[Path, ...] = (),
-                 under: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        work: Path,
+        ca: Path,
+        script: Path | None = None,
+        rules: Path | None = None,
+        options: dict[str, str] | None = None,
+        core: str = PROXY_CORE,
+        also: tuple[Path, ...] = (),
+        under: tuple[str, ...] = (),
+    ) -> None:
         """`under`: a command mitmdump runs under (valgrind), which must keep its pid."""
-        args = [*under, str(BIN / "mitmdump"), "--listen-host", "127.0.0.1", "--listen-port", "0",
-                "--set", f"confdir={work / 'confdir'}", "--set", "flow_detail=0",
-                "--set", f"ssl_verify_upstream_trusted_ca={ca}"]  # fmt: skip
+        args = [
+            *under,
+            str(BIN / "mitmdump"),
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+            "--set",
+            f"confdir={work / 'confdir'}",
+            "--set",
+            "flow_detail=0",
+            "--set",
+            f"ssl_verify_upstream_trusted_ca={ca}",
+        ]
         for each in (*also, *([script] if script else [])):
             args += ["-s", str(each)]
         if rules:
@@ -109,9 +136,13 @@ class Proxy:
 
 
 def load(config: dict) -> dict:
-    out = subprocess.run(pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
-                         capture_output=True, text=True, timeout=config.get("duration", 0) + 300,
-                         check=True)  # fmt: skip
+    out = subprocess.run(
+        pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
+        capture_output=True,
+        text=True,
+        timeout=config.get("duration", 0) + 300,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 

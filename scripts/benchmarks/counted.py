@@ -31,23 +31,32 @@ def measure(work: Path, ca: Path, ports: dict, requests: int) -> dict:
         results[scheme] = {}
         for i, (name, script, rules) in enumerate(variants):
             out = work / f"callgrind-{scheme}-{i}.out"
-            under = ("env", "PYTHONHASHSEED=0", "valgrind", "--tool=callgrind",
-                     "--instr-atstart=no", "--cache-sim=yes", SIMULATED_CACHE,
-                     f"--callgrind-out-file={out}")  # fmt: skip
+            under = (
+                "env",
+                "PYTHONHASHSEED=0",
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                "--cache-sim=yes",
+                SIMULATED_CACHE,
+                f"--callgrind-out-file={out}",
+            )
             proxy = Proxy(name, work, ca, script, rules, under=under)
             try:
                 target = {"proxy": proxy.port, "url": url}
                 # Warm: the token fetched, mitmproxy's and our bytecode specialised.
-                warm = load({"mode": "sequential", "count": 30, "targets": [target],
-                             "ca": ca_file})  # fmt: skip
+                warm = load({"mode": "sequential", "count": 30, "targets": [target], "ca": ca_file})
                 pid = str(proxy.process.pid)
-                subprocess.run(["callgrind_control", "-i", "on", pid], check=True,
-                               capture_output=True)  # fmt: skip
-                answer = load({"mode": "sequential", "count": requests, "targets": [target],
-                               "ca": ca_file})  # fmt: skip
+                subprocess.run(
+                    ["callgrind_control", "-i", "on", pid], check=True, capture_output=True
+                )
+                answer = load(
+                    {"mode": "sequential", "count": requests, "targets": [target], "ca": ca_file}
+                )
                 for step in (["-i", "off"], ["-d"]):
-                    subprocess.run(["callgrind_control", *step, pid], check=True,
-                                   capture_output=True)  # fmt: skip
+                    subprocess.run(
+                        ["callgrind_control", *step, pid], check=True, capture_output=True
+                    )
             finally:
                 proxy.stop()
             assert set(warm["statuses"] + answer["statuses"]) == {200}, answer

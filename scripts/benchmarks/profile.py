@@ -33,12 +33,22 @@ def measure(work: Path, ca: Path, ports: dict, seconds: float) -> dict:
     variants = measured_variants(work, ports)
     results: dict = {}
     for scheme in ("http", "https"):
-        proxies = [Proxy(name, work, ca, script, rules, also=(gc_time,),
-                         options={"gc_time_out": str(work / f"gc-{scheme}-{i}.json")})
-                   for i, (name, script, rules) in enumerate(variants)]  # fmt: skip
+        proxies = [
+            Proxy(
+                name,
+                work,
+                ca,
+                script,
+                rules,
+                also=(gc_time,),
+                options={"gc_time_out": str(work / f"gc-{scheme}-{i}.json")},
+            )
+            for i, (name, script, rules) in enumerate(variants)
+        ]
         try:
-            samples = _sample(work, proxies, f"{scheme}://127.0.0.1:{ports[scheme]}/v1/items",
-                              seconds)  # fmt: skip
+            samples = _sample(
+                work, proxies, f"{scheme}://127.0.0.1:{ports[scheme]}/v1/items", seconds
+            )
         finally:
             for proxy in proxies:
                 proxy.stop()  # at exit, each writes its collector's time
@@ -47,34 +57,57 @@ def measure(work: Path, ca: Path, ports: dict, seconds: float) -> dict:
         results[scheme] = {}
         for i, (name, script, _) in enumerate(variants):
             collected = json.loads((work / f"gc-{scheme}-{i}.json").read_text())
+            code = script.parent if script == ADDON else script
+            young_s = sum(collected["seconds"][:2])
             results[scheme][name] = {
-                **(_share(samples[name], script.parent if script == ADDON else script)
-                   if script else {}),
-                "young_gc_us_per_request": 1e6 * sum(collected["seconds"][:2])
-                / max(collected["responses"], 1),
+                **(_share(samples[name], code) if code else {}),
+                "young_gc_us_per_request": 1e6 * young_s / max(collected["responses"], 1),
                 "full_gcs": collected["runs"][2],
                 "full_gc_ms_each": 1e3 * collected["seconds"][2] / max(collected["runs"][2], 1),
-            }  # fmt: skip
+            }
     return results
 
 
 def _sample(work: Path, proxies: list[Proxy], url: str, seconds: float) -> dict | None:
     """Load the proxies side by side and sample each with py-spy; None if it cannot attach."""
     targets = [{"proxy": p.port, "url": url, "connections": 2} for p in proxies]
-    config = {"mode": "throughput", "duration": seconds + 2, "targets": targets,
-              "ca": str(work / "confdir" / "mitmproxy-ca-cert.pem")}  # fmt: skip
-    loader = subprocess.Popen(pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
-                              stdout=subprocess.DEVNULL)  # fmt: skip
+    config = {
+        "mode": "throughput",
+        "duration": seconds + 2,
+        "targets": targets,
+        "ca": str(work / "confdir" / "mitmproxy-ca-cert.pem"),
+    }
+    loader = subprocess.Popen(
+        pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
+        stdout=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1)
         outputs = {p.name: work / f"profile-{p.process.pid}.txt" for p in proxies}
-        spies = [subprocess.Popen(pinned(LOAD_CORE, [str(BIN / "py-spy"), "record", "--pid",
-                                                     str(p.process.pid), "--duration",
-                                                     str(int(seconds)), "--rate", "250",
-                                                     "--format", "raw", "--output",
-                                                     str(outputs[p.name])]),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for p in proxies]  # fmt: skip
+        spies = [
+            subprocess.Popen(
+                pinned(
+                    LOAD_CORE,
+                    [
+                        str(BIN / "py-spy"),
+                        "record",
+                        "--pid",
+                        str(p.process.pid),
+                        "--duration",
+                        str(int(seconds)),
+                        "--rate",
+                        "250",
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(outputs[p.name]),
+                    ],
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for p in proxies
+        ]
         if any(spy.wait(timeout=seconds + 60) != 0 for spy in spies):
             return None
         loader.wait(timeout=60)

@@ -21,8 +21,10 @@ def report(r: dict) -> str:
 def report_micro(micro: dict) -> list[str]:
     lines = ["1. Hook cost, in-process through mitmproxy's addon manager (median µs per request)"]
     for label, m in micro.items():
-        lines.append(f"   {label:<12} trivial {m['trivial_us']:5.1f}  ours {m['ours_us']:5.1f}  "
-                     f"ratio {m['ratio']:.2f}")  # fmt: skip
+        lines.append(
+            f"   {label:<12} trivial {m['trivial_us']:5.1f}  ours {m['ours_us']:5.1f}  "
+            f"ratio {m['ratio']:.2f}"
+        )
     return lines
 
 
@@ -31,9 +33,11 @@ def report_side_by_side(side_by_side: dict) -> list[str]:
         "2. End to end, side by side on one core (median over rounds; spread min-max; "
         "vs trivial: efficiency paired round by round, with its quartiles)"
     ]
-    lines.append(f"   {'':<18}{'req/s':>7} {'CPU µs/req':>11} {'throughput':>11} {'spread':>13} "
-                 f"{'efficiency':>11} {'spread':>13} {'vs trivial':>11} "
-                 f"{'quartiles':>13}")  # fmt: skip
+    lines.append(
+        f"   {'':<18}{'req/s':>7} {'CPU µs/req':>11} {'throughput':>11} {'spread':>13} "
+        f"{'efficiency':>11} {'spread':>13} {'vs trivial':>11} "
+        f"{'quartiles':>13}"
+    )
     for scheme, variants in side_by_side["schemes"].items():
         lines.append(f"   {scheme.upper()}")
         for name, v in variants.items():
@@ -53,12 +57,16 @@ def report_side_by_side(side_by_side: dict) -> list[str]:
 def report_profile(profile: dict) -> list[str]:
     def line(name: str, v: dict, variants: dict) -> str:
         share = f"{v['share'] * 100:5.2f} %" if "share" in v else "      -"
-        return (f"   {name:<18} code {share}   young collections "
-                f"{v['young_gc_us_per_request']:5.1f} µs/request   full collections "
-                f"{v['full_gcs']} x {v['full_gc_ms_each']:.0f} ms")  # fmt: skip
+        return (
+            f"   {name:<18} code {share}   young collections "
+            f"{v['young_gc_us_per_request']:5.1f} µs/request   full collections "
+            f"{v['full_gcs']} x {v['full_gc_ms_each']:.0f} ms"
+        )
 
-    title = ("   Where mitmdump's CPU goes, side by side: share of py-spy samples in the addon's "
-             "code; CPU time of the garbage collector's young and full collections")  # fmt: skip
+    title = (
+        "   Where mitmdump's CPU goes, side by side: share of py-spy samples in the addon's "
+        "code; CPU time of the garbage collector's young and full collections"
+    )
     return _per_scheme_and_variant(title, profile, line)
 
 
@@ -67,12 +75,16 @@ def report_counted(counted: dict) -> list[str]:
         trivial = variants["trivial addon"]
         instructions = v["instructions"] / trivial["instructions"]
         misses = v["cache_misses"] / trivial["cache_misses"]
-        return (f"   {name:<18} instructions {v['instructions']:11,.0f} "
-                f"({instructions:.4f} x trivial)   cache misses "
-                f"{v['cache_misses']:7,.0f} ({misses:.2f} x trivial)")  # fmt: skip
+        return (
+            f"   {name:<18} instructions {v['instructions']:11,.0f} "
+            f"({instructions:.4f} x trivial)   cache misses "
+            f"{v['cache_misses']:7,.0f} ({misses:.2f} x trivial)"
+        )
 
-    title = ("   Counted under callgrind, per request: instructions, and misses of a simulated "
-             "1 MiB cache (they repeat within 0.1-0.3 %, however busy the machine)")  # fmt: skip
+    title = (
+        "   Counted under callgrind, per request: instructions, and misses of a simulated "
+        "1 MiB cache (they repeat within 0.1-0.3 %, however busy the machine)"
+    )
     return _per_scheme_and_variant(title, counted, line)
 
 
@@ -100,9 +112,11 @@ def report_token_load(token_load: dict) -> list[str]:
 def report_rollover(rollover: dict) -> list[str]:
     lines = ["   Rollover with a token endpoint that takes 1 s (tokens live 4 s)"]
     for label, t in rollover.items():
-        lines.append(f"   {label:<22} p50 {t['p50_ms']:6.1f} ms  p99 {t['p99_ms']:6.1f} ms  "
-                     f"max {t['max_ms']:6.1f} ms  waited >0.5 s: {t['waited_over_500_ms']:<3} "
-                     f"fetches {t['fetches']} in {t['seconds']} s")  # fmt: skip
+        lines.append(
+            f"   {label:<22} p50 {t['p50_ms']:6.1f} ms  p99 {t['p99_ms']:6.1f} ms  "
+            f"max {t['max_ms']:6.1f} ms  waited >0.5 s: {t['waited_over_500_ms']:<3} "
+            f"fetches {t['fetches']} in {t['seconds']} s"
+        )
     return lines
 
 

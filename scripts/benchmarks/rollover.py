@@ -14,10 +14,12 @@ def measure(work: Path, ca: Path, ports: dict, seconds: float, lifetime: int) ->
         client = f"roll-{ahead}"
         token_url = f"http://127.0.0.1:{ports['idp']}/token/{lifetime}/1"
         rules = work / f"rules-{client}.yaml"
-        rules.write_text(f"rules:\n  - {{name: {client}, match: {{host: 127.0.0.1, port: "
-                         f"{ports['http']}, scheme: http}}, token_url: '{token_url}', "
-                         f"client_id: {client}, client_secret: s, "
-                         "auth_style: params}\n")  # fmt: skip
+        rules.write_text(
+            f"rules:\n  - {{name: {client}, match: {{host: 127.0.0.1, port: "
+            f"{ports['http']}, scheme: http}}, token_url: '{token_url}', "
+            f"client_id: {client}, client_secret: s, "
+            "auth_style: params}\n"
+        )
         proxy = Proxy(
             label,
             work,

@@ -40,8 +40,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run, under a minute")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--only", choices=SECTIONS, action="append",
-                        help="run only this part (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="run only this part (repeatable)"
+    )
     args = parser.parse_args()
     # The profile needs long samples and the counts a slow simulator: not part of a quick run
     # unless asked for.
@@ -71,20 +72,24 @@ def main() -> int:
         ports = json.loads(ports_file.read_text())
         parts = {
             "micro": lambda: micro.measure(rounds=5 if quick else 15),
-            "side_by_side": lambda: side_by_side.measure(work, cert.ca_file, ports,
-                                                 rounds=3 if quick else 12,
-                                                 seconds=1.5 if quick else 5),
-            "profile": lambda: profile.measure(work, cert.ca_file, ports,
-                                               seconds=4 if quick else 20),
+            "side_by_side": lambda: side_by_side.measure(
+                work, cert.ca_file, ports, rounds=3 if quick else 12, seconds=1.5 if quick else 5
+            ),
+            "profile": lambda: profile.measure(
+                work, cert.ca_file, ports, seconds=4 if quick else 20
+            ),
             "counted": lambda: counted.measure(work, cert.ca_file, ports, counted.COUNTED_REQUESTS),
-            "token_load": lambda: token_load.measure(work, cert.ca_file, ports,
-                                             [1, 10, 100] if quick else [1, 10, 100, 1000]),
-            "rollover": lambda: rollover.measure(work, cert.ca_file, ports,
-                                                 seconds=4 if quick else 12, lifetime=4),
+            "token_load": lambda: token_load.measure(
+                work, cert.ca_file, ports, [1, 10, 100] if quick else [1, 10, 100, 1000]
+            ),
+            "rollover": lambda: rollover.measure(
+                work, cert.ca_file, ports, seconds=4 if quick else 12, lifetime=4
+            ),
             "startup": lambda: startup.measure(work, cert.ca_file, ports, loads=1 if quick else 3),
-            "memory": lambda: memory.measure(work, cert.ca_file, ports, 2_000 if quick else 100_000,
-                                     seconds=3 if quick else 10),
-        }  # fmt: skip
+            "memory": lambda: memory.measure(
+                work, cert.ca_file, ports, 2_000 if quick else 100_000, seconds=3 if quick else 10
+            ),
+        }
         results = {name: run() for name, run in parts.items() if name in only}
     finally:
         processes.stop(servers)
@@ -95,7 +100,9 @@ def main() -> int:
     twin = results.get("side_by_side", {}).get("schemes", {})
     off = [s for s in twin if abs(twin[s]["twin"]["efficiency_vs_plain"] - 1) > 0.02]
     if off:
-        print(f"\nREJECTED: the twin differs from plain by more than 2 % ({', '.join(off)}): "
-              "the machine was too noisy for this run.")  # fmt: skip
+        print(
+            f"\nREJECTED: the twin differs from plain by more than 2 % ({', '.join(off)}): "
+            "the machine was too noisy for this run."
+        )
         return 2
     return 0

@@ -11,10 +11,14 @@ from scripts.benchmarks.common import ADDON, ADDONS, TRIVIAL, Proxy, load, rules
 
 def measure(work: Path, ca: Path, ports: dict, rounds: int, seconds: float) -> dict:
     one, many = rules_files(work, ports)
-    variants = {"twin": (None, None), "trivial addon": (TRIVIAL, None),
-                "trivial + imports": (ADDONS / "trivial_imports.py", None),
-                "trivial + hooks": (ADDONS / "trivial_hooks.py", None),
-                "ours, 1 rule": (ADDON, one), "ours, 10k rules": (ADDON, many)}  # fmt: skip
+    variants = {
+        "twin": (None, None),
+        "trivial addon": (TRIVIAL, None),
+        "trivial + imports": (ADDONS / "trivial_imports.py", None),
+        "trivial + hooks": (ADDONS / "trivial_hooks.py", None),
+        "ours, 1 rule": (ADDON, one),
+        "ours, 10k rules": (ADDON, many),
+    }
     # Started in a random order: a variant's place in the start order shows in its results, so
     # that bias must not fall on the same variant in every run.
     order = random.sample(list(variants), len(variants))
@@ -31,13 +35,17 @@ def measure(work: Path, ca: Path, ports: dict, rounds: int, seconds: float) -> d
             per_round: list[dict[str, tuple[float, float]]] = []
             for _ in range(rounds):
                 before = [p.cpu_ns() for p in proxies]
-                answer = load({"mode": "throughput", "duration": seconds, "targets": targets,
-                               "ca": ca_file})  # fmt: skip
+                answer = load(
+                    {"mode": "throughput", "duration": seconds, "targets": targets, "ca": ca_file}
+                )
                 assert not any(answer["errors"]), answer
                 cpu = [p.cpu_ns() - b for p, b in zip(proxies, before, strict=True)]
-                per_round.append({p.name: (count / seconds, ns / max(count, 1))
-                                  for p, count, ns in zip(proxies, answer["counts"], cpu,
-                                                          strict=True)})  # fmt: skip
+                per_round.append(
+                    {
+                        p.name: (count / seconds, ns / max(count, 1))
+                        for p, count, ns in zip(proxies, answer["counts"], cpu, strict=True)
+                    }
+                )
             results["schemes"][scheme] = summarise(per_round, names)
     finally:
         for proxy in proxies:

@@ -38,8 +38,11 @@ def measure(work: Path, ca: Path, ports: dict, loads: int) -> dict:
             "pause": 0.01,
             "targets": [{"proxy": big.port, "url": url, "connections": 2}],
         }
-        proc = subprocess.Popen(pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(1)
         touched_at = time.monotonic()  # the same rules: the usual reload changes a few
         many.write_text(many.read_text() + "# touched\n")

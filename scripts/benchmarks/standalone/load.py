@@ -30,8 +30,9 @@ class Connection:
     async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.proxy_port)
         if self.https:
-            self.writer.write(f"CONNECT {self.authority} HTTP/1.1\r\n"
-                              f"Host: {self.authority}\r\n\r\n".encode())  # fmt: skip
+            self.writer.write(
+                f"CONNECT {self.authority} HTTP/1.1\r\nHost: {self.authority}\r\n\r\n".encode()
+            )
             await self.reader.readuntil(b"\r\n\r\n")
             context = ssl.create_default_context(cafile=self.ca)
             await self.writer.start_tls(context, server_hostname=urlsplit(self.url).hostname)
@@ -66,8 +67,13 @@ async def throughput(config: dict) -> dict:
                 errors[index] += 1
         connection.close()
 
-    await asyncio.gather(*(worker(i, t) for i, t in enumerate(config["targets"])
-                           for _ in range(t.get("connections", 2))))  # fmt: skip
+    await asyncio.gather(
+        *(
+            worker(i, t)
+            for i, t in enumerate(config["targets"])
+            for _ in range(t.get("connections", 2))
+        )
+    )
     return {"counts": counts, "errors": errors}
 
 
