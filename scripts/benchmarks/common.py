@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.support import processes
 
@@ -24,10 +25,19 @@ TRIVIAL = ADDONS / "trivial_addon.py"
 ADDON = ROOT / "addon" / "client_credentials.py"
 PROXY_CORE, LOAD_CORE = "0", "1"
 
+Ports = dict[str, int]
+"""The peers' ports: "http" and "https" (the upstream servers), "idp" (the token endpoint)."""
+Results = dict[str, Any]
+"""A measurement's results, as the report reads them and --json writes them."""
+Variant = tuple[str, Path | None, Path | None]
+"""A variant's name, the script mitmdump loads (None: none) and its rules file (None: none)."""
+
 
 def pinned(core: str, args: list[str]) -> list[str]:
     return (
-        ["taskset", "-c", core, *args] if shutil.which("taskset") and os.cpu_count() > 1 else args
+        ["taskset", "-c", core, *args]
+        if shutil.which("taskset") and (os.cpu_count() or 1) > 1
+        else args
     )
 
 
@@ -50,7 +60,7 @@ def rules_text(n: int, http_port: int, https_port: int, token_url: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rules_files(work: Path, ports: dict) -> tuple[Path, Path]:
+def rules_files(work: Path, ports: Ports) -> tuple[Path, Path]:
     """A file of 1 rule and one of 10,000, both covering the peers, tokens living a day."""
     token_url = f"http://127.0.0.1:{ports['idp']}/token/86400/0"
     files = work / "rules-1.yaml", work / "rules-10k.yaml"
@@ -59,7 +69,7 @@ def rules_files(work: Path, ports: dict) -> tuple[Path, Path]:
     return files
 
 
-def measured_variants(work: Path, ports: dict) -> list[tuple[str, Path | None, Path | None]]:
+def measured_variants(work: Path, ports: Ports) -> list[Variant]:
     """(name, script, rules) of the variants profiled and counted: plain, trivial, ours twice."""
     one, many = rules_files(work, ports)
     return [
@@ -135,7 +145,7 @@ class Proxy:
         processes.stop(self.process)
 
 
-def load(config: dict) -> dict:
+def load(config: dict[str, Any]) -> Results:
     out = subprocess.run(
         pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
         capture_output=True,
@@ -143,11 +153,13 @@ def load(config: dict) -> dict:
         timeout=config.get("duration", 0) + 300,
         check=True,
     )
-    return json.loads(out.stdout)
+    results: Results = json.loads(out.stdout)
+    return results
 
 
-def idp_stats(ports: dict) -> dict[str, list[float]]:
+def idp_stats(ports: Ports) -> dict[str, list[float]]:
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{ports['idp']}/stats", timeout=10) as answer:
-        return json.load(answer)
+        fetched: dict[str, list[float]] = json.load(answer)
+        return fetched

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from scripts.benchmarks.common import Proxy, load, measured_variants
+from scripts.benchmarks.common import Ports, Proxy, Results, load, measured_variants
 
 COUNTED_REQUESTS = 100
 SIMULATED_CACHE = "--LL=1048576,16,64"
@@ -14,7 +14,7 @@ SIMULATED_CACHE = "--LL=1048576,16,64"
 the memory traffic a request causes."""
 
 
-def measure(work: Path, ca: Path, ports: dict, requests: int) -> dict:
+def measure(work: Path, ca: Path, ports: Ports, requests: int) -> Results:
     """Instructions and simulated cache misses per request in each mitmdump, under callgrind.
 
     Counted, not timed: the same code and inputs give nearly the same counts whatever else
@@ -25,7 +25,7 @@ def measure(work: Path, ca: Path, ports: dict, requests: int) -> dict:
         return {"skipped": "valgrind is not installed"}
     variants = measured_variants(work, ports)
     ca_file = str(work / "confdir" / "mitmproxy-ca-cert.pem")
-    results: dict = {}
+    results: Results = {}
     for scheme in ("http", "https"):
         url = f"{scheme}://127.0.0.1:{ports[scheme]}/v1/items"
         results[scheme] = {}
@@ -64,7 +64,7 @@ def measure(work: Path, ca: Path, ports: dict, requests: int) -> dict:
     return results
 
 
-def _per_request(dump: Path, requests: int) -> dict:
+def _per_request(dump: Path, requests: int) -> Results:
     """callgrind's totals divided by the requests: instructions, last-level cache misses."""
     events, totals = [], []
     for line in dump.read_text().splitlines():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.benchmarks.common import ADDON, PROXY_CORE, Proxy, load, rules_text
+from scripts.benchmarks.common import ADDON, PROXY_CORE, Ports, Proxy, Results, load, rules_text
 
 
-def measure(work: Path, ca: Path, ports: dict, requests: int, seconds: float) -> dict:
+def measure(work: Path, ca: Path, ports: Ports, requests: int, seconds: float) -> Results:
     token_url = f"http://127.0.0.1:{ports['idp']}/token/3600/0"
     rules = work / "rules-mem.yaml"
     rules.write_text(rules_text(1, ports["http"], ports["https"], token_url))

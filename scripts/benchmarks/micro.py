@@ -9,7 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scripts.benchmarks.common import rules_text
+from scripts.benchmarks.common import Results, rules_text
 
 
 def forget_log_handlers(*masters: object) -> None:
@@ -22,26 +22,29 @@ def forget_log_handlers(*masters: object) -> None:
             root.removeHandler(handler)
 
 
-def measure(rounds: int) -> dict:
+def measure(rounds: int) -> Results:
     from mitm_oauth.mitm.addon import ClientCredentials
     from mitm_oauth.oauth.response import Token
     from mitm_oauth.secret import Secret
-    from mitmproxy.proxy.layers.http import HttpRequestHeadersHook
+    from mitmproxy.hooks import Hook
+    from mitmproxy.http import HTTPFlow
+    from mitmproxy.master import Master
+    from mitmproxy.proxy.layers.http import HttpRequestHeadersHook  # type: ignore[attr-defined]
     from mitmproxy.test import taddons, tflow, tutils
 
     from scripts.benchmarks.addons.trivial_addon import Trivial
 
-    def flow():
+    def flow() -> HTTPFlow:
         f = tflow.tflow()
         f.request = tutils.treq()
         f.request.url = "https://127.0.0.1:8443/v1/items"
         f.client_conn.sni = None
         return f
 
-    async def timed(master: object, hook: object, n: int) -> float:
+    async def timed(master: Master, hook: Hook, n: int) -> float:
         started = time.perf_counter()
         for _ in range(n):
-            await master.addons.handle_lifecycle(hook)  # type: ignore[attr-defined]
+            await master.addons.handle_lifecycle(hook)
         return (time.perf_counter() - started) / n * 1e6
 
     async def side_by_side_calls(rules: Path, n: int = 2000) -> tuple[list[float], list[float]]:
@@ -59,7 +62,7 @@ def measure(rounds: int) -> dict:
                 async def fetch(creds: object) -> Token:
                     return Token(Secret("tok"), "Bearer", 86400)
 
-                ours_addon.cache._fetch = fetch  # type: ignore[method-assign]
+                ours_addon.cache._fetch = fetch
                 await tctx.master.addons.handle_lifecycle(ours_hook)
                 assert ours_flow.request.headers["Authorization"].startswith("Bearer")
                 trivial, ours = [], []

@@ -15,13 +15,15 @@ from scripts.benchmarks.common import (
     LOAD,
     LOAD_CORE,
     ROOT,
+    Ports,
     Proxy,
+    Results,
     measured_variants,
     pinned,
 )
 
 
-def measure(work: Path, ca: Path, ports: dict, seconds: float) -> dict:
+def measure(work: Path, ca: Path, ports: Ports, seconds: float) -> Results:
     """Where each mitmdump's CPU goes: the share of its samples in the addon's own code
     (py-spy), and the CPU time of its garbage collections per request.
 
@@ -31,7 +33,7 @@ def measure(work: Path, ca: Path, ports: dict, seconds: float) -> dict:
     """
     gc_time = ADDONS / "gc_time.py"
     variants = measured_variants(work, ports)
-    results: dict = {}
+    results: Results = {}
     for scheme in ("http", "https"):
         proxies = [
             Proxy(
@@ -68,7 +70,7 @@ def measure(work: Path, ca: Path, ports: dict, seconds: float) -> dict:
     return results
 
 
-def _sample(work: Path, proxies: list[Proxy], url: str, seconds: float) -> dict | None:
+def _sample(work: Path, proxies: list[Proxy], url: str, seconds: float) -> dict[str, Path] | None:
     """Load the proxies side by side and sample each with py-spy; None if it cannot attach."""
     targets = [{"proxy": p.port, "url": url, "connections": 2} for p in proxies]
     config = {
@@ -117,11 +119,11 @@ def _sample(work: Path, proxies: list[Proxy], url: str, seconds: float) -> dict 
     return outputs
 
 
-def _share(samples_file: Path, code: Path) -> dict:
+def _share(samples_file: Path, code: Path) -> Results:
     """Of py-spy's raw samples, the share with a frame in `code` (a file or folder), by the
     outermost such frame. py-spy names files absolutely or relative to the import path."""
     places = (f"({code}", f"({code.relative_to(ROOT)}")
-    total, by_hook = 0, {}
+    total, by_hook = 0, dict[str, int]()
     for line in samples_file.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         total += int(count)

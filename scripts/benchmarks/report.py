@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from scripts.benchmarks.common import Results
+
 
 def spread(values: list[float]) -> str:
     return f"{min(values):.3f}-{max(values):.3f}"
 
 
-def report(r: dict) -> str:
+def report(r: Results) -> str:
     """The table, for the parts that ran."""
     lines: list[str] = []
     for name, part in REPORTS.items():
@@ -18,7 +20,7 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def report_micro(micro: dict) -> list[str]:
+def report_micro(micro: Results) -> list[str]:
     lines = ["1. Hook cost, in-process through mitmproxy's addon manager (median µs per request)"]
     for label, m in micro.items():
         lines.append(
@@ -28,7 +30,7 @@ def report_micro(micro: dict) -> list[str]:
     return lines
 
 
-def report_side_by_side(side_by_side: dict) -> list[str]:
+def report_side_by_side(side_by_side: Results) -> list[str]:
     lines = [
         "2. End to end, side by side on one core (median over rounds; spread min-max; "
         "vs trivial: efficiency paired round by round, with its quartiles)"
@@ -54,8 +56,8 @@ def report_side_by_side(side_by_side: dict) -> list[str]:
     return lines
 
 
-def report_profile(profile: dict) -> list[str]:
-    def line(name: str, v: dict, variants: dict) -> str:
+def report_profile(profile: Results) -> list[str]:
+    def line(name: str, v: Results, variants: Results) -> str:
         share = f"{v['share'] * 100:5.2f} %" if "share" in v else "      -"
         return (
             f"   {name:<18} code {share}   young collections "
@@ -70,8 +72,8 @@ def report_profile(profile: dict) -> list[str]:
     return _per_scheme_and_variant(title, profile, line)
 
 
-def report_counted(counted: dict) -> list[str]:
-    def line(name: str, v: dict, variants: dict) -> str:
+def report_counted(counted: Results) -> list[str]:
+    def line(name: str, v: Results, variants: Results) -> str:
         trivial = variants["trivial addon"]
         instructions = v["instructions"] / trivial["instructions"]
         misses = v["cache_misses"] / trivial["cache_misses"]
@@ -89,7 +91,7 @@ def report_counted(counted: dict) -> list[str]:
 
 
 def _per_scheme_and_variant(
-    title: str, part: dict, line: Callable[[str, dict, dict], str]
+    title: str, part: Results, line: Callable[[str, Results, Results], str]
 ) -> list[str]:
     """A part measured per scheme and variant: its title, then why it was skipped, or a line
     per variant (`line(name, result, all results of the scheme)`) under each scheme."""
@@ -102,14 +104,14 @@ def _per_scheme_and_variant(
     return lines
 
 
-def report_token_load(token_load: dict) -> list[str]:
+def report_token_load(token_load: Results) -> list[str]:
     lines = ["3. Token endpoint: N concurrent cold-start requests → token fetches"]
     for n, t in token_load.items():
         lines.append(f"   N={n:<5} ok {t['ok']:<5} fetches {t['fetches']}")
     return lines
 
 
-def report_rollover(rollover: dict) -> list[str]:
+def report_rollover(rollover: Results) -> list[str]:
     lines = ["   Rollover with a token endpoint that takes 1 s (tokens live 4 s)"]
     for label, t in rollover.items():
         lines.append(
@@ -120,7 +122,7 @@ def report_rollover(rollover: dict) -> list[str]:
     return lines
 
 
-def report_startup(s: dict) -> list[str]:
+def report_startup(s: Results) -> list[str]:
     return [
         f"4. Loading 10,000 rules: {s['load_10k_rules_s'] * 1000:.0f} ms; mitmdump start "
         f"{s['mitmdump_start_1_rule_s']:.2f} s (1 rule), "
@@ -132,7 +134,7 @@ def report_startup(s: dict) -> list[str]:
     ]
 
 
-def report_memory(m: dict) -> list[str]:
+def report_memory(m: Results) -> list[str]:
     return [
         f"5. Memory: RSS {m['rss_kib'][0][1] / 1024:.1f} MiB after {m['rss_kib'][0][0]} "
         f"requests, {m['rss_kib'][-1][1] / 1024:.1f} MiB after {m['requests']} "

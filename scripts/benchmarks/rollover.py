@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.benchmarks.common import ADDON, Proxy, idp_stats, load
+from scripts.benchmarks.common import ADDON, Ports, Proxy, Results, idp_stats, load
 
 
-def measure(work: Path, ca: Path, ports: dict, seconds: float, lifetime: int) -> dict:
+def measure(work: Path, ca: Path, ports: Ports, seconds: float, lifetime: int) -> Results:
     """Latency across token rollovers with an endpoint that takes 1 s to answer."""
     result = {}
     for label, ahead in (("refresh ahead (50 %)", "50"), ("no refresh ahead", "100")):

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from scripts.benchmarks import (
@@ -28,7 +29,7 @@ from scripts.benchmarks import (
     startup,
     token_load,
 )
-from scripts.benchmarks.common import LOAD_CORE, SERVERS, pinned
+from scripts.benchmarks.common import LOAD_CORE, SERVERS, Results, pinned
 from tests.support import processes
 from tests.support.certs import make_server_cert
 
@@ -70,7 +71,7 @@ def main() -> int:
                 raise RuntimeError("benchmark servers did not start")
             time.sleep(0.05)
         ports = json.loads(ports_file.read_text())
-        parts = {
+        parts: dict[str, Callable[[], Results]] = {
             "micro": lambda: micro.measure(rounds=5 if quick else 15),
             "side_by_side": lambda: side_by_side.measure(
                 work, cert.ca_file, ports, rounds=3 if quick else 12, seconds=1.5 if quick else 5

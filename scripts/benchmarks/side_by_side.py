@@ -6,10 +6,19 @@ import random
 import statistics
 from pathlib import Path
 
-from scripts.benchmarks.common import ADDON, ADDONS, TRIVIAL, Proxy, load, rules_files
+from scripts.benchmarks.common import (
+    ADDON,
+    ADDONS,
+    TRIVIAL,
+    Ports,
+    Proxy,
+    Results,
+    load,
+    rules_files,
+)
 
 
-def measure(work: Path, ca: Path, ports: dict, rounds: int, seconds: float) -> dict:
+def measure(work: Path, ca: Path, ports: Ports, rounds: int, seconds: float) -> Results:
     one, many = rules_files(work, ports)
     variants = {
         "twin": (None, None),
@@ -25,7 +34,7 @@ def measure(work: Path, ca: Path, ports: dict, rounds: int, seconds: float) -> d
     proxies = [Proxy("plain", work, ca)]  # first: it creates the CA the others share
     proxies += [Proxy(name, work, ca, *variants[name]) for name in order]
     names = ["plain", *variants]
-    results: dict = {"start_order": order, "schemes": {}}
+    results: Results = {"start_order": order, "schemes": {}}
     try:
         for scheme in ("http", "https"):
             url = f"{scheme}://127.0.0.1:{ports[scheme]}/v1/items"
@@ -53,7 +62,7 @@ def measure(work: Path, ca: Path, ports: dict, rounds: int, seconds: float) -> d
     return results
 
 
-def summarise(per_round: list[dict[str, tuple[float, float]]], names: list[str]) -> dict:
+def summarise(per_round: list[dict[str, tuple[float, float]]], names: list[str]) -> Results:
     summary = {}
     for name in names:
         rate_ratio = [r[name][0] / r["plain"][0] for r in per_round]

@@ -9,14 +9,24 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.benchmarks.common import ADDON, LOAD, LOAD_CORE, Proxy, load, pinned, rules_files
+from scripts.benchmarks.common import (
+    ADDON,
+    LOAD,
+    LOAD_CORE,
+    Ports,
+    Proxy,
+    Results,
+    load,
+    pinned,
+    rules_files,
+)
 
 RELOAD_WINDOW = 3.5
 """Seconds after a change of the rules file in which its reload is done: the file is checked
 every second, and the rest leaves room to read and index 10,000 rules on a busy machine."""
 
 
-def measure(work: Path, ca: Path, ports: dict, loads: int) -> dict:
+def measure(work: Path, ca: Path, ports: Ports, loads: int) -> Results:
     from mitm_oauth.config.rules import load_rules
     from mitm_oauth.matching.index import RuleIndex
 
@@ -49,7 +59,7 @@ def measure(work: Path, ca: Path, ports: dict, loads: int) -> dict:
         time.sleep(RELOAD_WINDOW)
         changed_at = time.monotonic()  # every rule changed: nothing can be kept
         many.write_text(many.read_text().replace("client_secret: s}", "client_secret: s2}"))
-        samples = json.loads(proc.communicate(timeout=60)[0])["samples"]
+        samples: list[list[float]] = json.loads(proc.communicate(timeout=60)[0])["samples"]
     finally:
         big.stop()
 

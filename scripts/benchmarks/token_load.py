@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scripts.benchmarks.common import ADDON, PROXY_CORE, Proxy, idp_stats, load
+from scripts.benchmarks.common import ADDON, PROXY_CORE, Ports, Proxy, Results, idp_stats, load
 
 
-def measure(work: Path, ca: Path, ports: dict, sizes: list[int]) -> dict:
+def measure(work: Path, ca: Path, ports: Ports, sizes: list[int]) -> Results:
     token_url = f"http://127.0.0.1:{ports['idp']}/token/86400/0.2"
     rules = work / "rules-cold.yaml"
     rules.write_text(

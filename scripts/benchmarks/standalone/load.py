@@ -15,7 +15,11 @@ import json
 import ssl
 import sys
 import time
+from typing import Any
 from urllib.parse import urlsplit
+
+Config = dict[str, Any]
+"""What the load generator is asked: the mode, the targets and the mode's parameters."""
 
 
 class Connection:
@@ -52,12 +56,12 @@ class Connection:
         self.writer.close()
 
 
-async def throughput(config: dict) -> dict:
+async def throughput(config: Config) -> dict[str, Any]:
     stop = time.monotonic() + config["duration"]
     counts = [0] * len(config["targets"])
     errors = [0] * len(config["targets"])
 
-    async def worker(index: int, target: dict) -> None:
+    async def worker(index: int, target: dict[str, Any]) -> None:
         connection = Connection(target["proxy"], target["url"], config.get("ca"))
         await connection.open()
         while time.monotonic() < stop:
@@ -77,7 +81,7 @@ async def throughput(config: dict) -> dict:
     return {"counts": counts, "errors": errors}
 
 
-async def burst(config: dict) -> dict:
+async def burst(config: Config) -> dict[str, Any]:
     target = config["targets"][0]
 
     async def one() -> tuple[int, float]:
@@ -92,7 +96,7 @@ async def burst(config: dict) -> dict:
     return {"statuses": [s for s, _ in results], "latencies": [t for _, t in results]}
 
 
-async def latency(config: dict) -> dict:
+async def latency(config: Config) -> dict[str, Any]:
     target = config["targets"][0]
     stop = time.monotonic() + config["duration"]
     samples: list[tuple[float, float, int]] = []
@@ -111,7 +115,7 @@ async def latency(config: dict) -> dict:
     return {"samples": samples}
 
 
-async def sequential(config: dict) -> dict:
+async def sequential(config: Config) -> dict[str, Any]:
     target = config["targets"][0]
     connection = Connection(target["proxy"], target["url"], config.get("ca"))
     await connection.open()
