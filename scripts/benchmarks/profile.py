@@ -121,8 +121,16 @@ def _sample(work: Path, proxies: list[Proxy], url: str, seconds: float) -> dict[
 
 def _share(samples_file: Path, code: Path) -> Results:
     """Of py-spy's raw samples, the share with a frame in `code` (a file or folder), by the
-    outermost such frame. py-spy names files absolutely or relative to the import path."""
-    places = (f"({code}", f"({code.relative_to(ROOT)}")
+    outermost such frame. py-spy names files absolutely or relative to the import path; a folder
+    may be on that path itself (addon/ is: the editable install's and the -s script's folder),
+    so what it holds may be named from there (mitm_oauth/...)."""
+    places = [f"({code}", f"({code.relative_to(ROOT)}"]
+    if code.is_dir():
+        places += [
+            f"({child.name}"
+            for child in code.iterdir()
+            if child.suffix == ".py" or (child / "__init__.py").exists()
+        ]
     total, by_hook = 0, dict[str, int]()
     for line in samples_file.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
