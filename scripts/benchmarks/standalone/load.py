@@ -15,7 +15,11 @@ import json
 import ssl
 import sys
 import time
+from typing import Any
 from urllib.parse import urlsplit
+
+Config = dict[str, Any]
+"""What the load generator is asked: the mode, the targets and the mode's parameters."""
 
 
 class Connection:
@@ -30,8 +34,9 @@ class Connection:
     async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.proxy_port)
         if self.https:
-            self.writer.write(f"CONNECT {self.authority} HTTP/1.1\r\n"
-                              f"Host: {self.authority}\r\n\r\n".encode())  # fmt: skip
+            self.writer.write(
+                f"CONNECT {self.authority} HTTP/1.1\r\nHost: {self.authority}\r\n\r\n".encode()
+            )
             await self.reader.readuntil(b"\r\n\r\n")
             context = ssl.create_default_context(cafile=self.ca)
             await self.writer.start_tls(context, server_hostname=urlsplit(self.url).hostname)
@@ -51,12 +56,12 @@ class Connection:
         self.writer.close()
 
 
-async def throughput(config: dict) -> dict:
+async def throughput(config: Config) -> dict[str, Any]:
     stop = time.monotonic() + config["duration"]
     counts = [0] * len(config["targets"])
     errors = [0] * len(config["targets"])
 
-    async def worker(index: int, target: dict) -> None:
+    async def worker(index: int, target: dict[str, Any]) -> None:
         connection = Connection(target["proxy"], target["url"], config.get("ca"))
         await connection.open()
         while time.monotonic() < stop:
@@ -66,12 +71,17 @@ async def throughput(config: dict) -> dict:
                 errors[index] += 1
         connection.close()
 
-    await asyncio.gather(*(worker(i, t) for i, t in enumerate(config["targets"])
-                           for _ in range(t.get("connections", 2))))  # fmt: skip
+    await asyncio.gather(
+        *(
+            worker(i, t)
+            for i, t in enumerate(config["targets"])
+            for _ in range(t.get("connections", 2))
+        )
+    )
     return {"counts": counts, "errors": errors}
 
 
-async def burst(config: dict) -> dict:
+async def burst(config: Config) -> dict[str, Any]:
     target = config["targets"][0]
 
     async def one() -> tuple[int, float]:
@@ -86,7 +96,7 @@ async def burst(config: dict) -> dict:
     return {"statuses": [s for s, _ in results], "latencies": [t for _, t in results]}
 
 
-async def latency(config: dict) -> dict:
+async def latency(config: Config) -> dict[str, Any]:
     target = config["targets"][0]
     stop = time.monotonic() + config["duration"]
     samples: list[tuple[float, float, int]] = []
@@ -105,7 +115,7 @@ async def latency(config: dict) -> dict:
     return {"samples": samples}
 
 
-async def sequential(config: dict) -> dict:
+async def sequential(config: Config) -> dict[str, Any]:
     target = config["targets"][0]
     connection = Connection(target["proxy"], target["url"], config.get("ca"))
     await connection.open()

@@ -1,0 +1,1 @@
+"""Scripts that mitmdump loads with -s beside (or instead of) the addon."""
