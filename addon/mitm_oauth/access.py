@@ -63,7 +63,7 @@ def is_this_machine(host: str) -> bool:
     host = host.rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    address = _legacy_ipv4(host)
+    address: IPAddress | None = _legacy_ipv4(host)
     if address is None:
         try:
             address = ipaddress.ip_address(host.partition("%")[0])

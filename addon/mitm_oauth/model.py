@@ -145,7 +145,7 @@ class Credentials:
     def __hash__(self) -> int:
         # Looked up in the cache on every request: hash the fields once.
         try:
-            return self._hash  # type: ignore[has-type]
+            return self._hash  # type: ignore[attr-defined]
         except AttributeError:
             value = hash(tuple(getattr(self, name) for name in self.__dataclass_fields__))
             object.__setattr__(self, "_hash", value)

@@ -63,7 +63,7 @@ class _NotPlain(Exception):
     """The document holds more than scalars in lists and string-keyed mappings."""
 
 
-def _construct(node: yaml.Node, loader: yaml.BaseLoader, seen: set[int]) -> Any:
+def _construct(node: yaml.Node, loader: Any, seen: set[int]) -> Any:
     """What PyYAML's safe constructor makes of a plain document, built directly.
 
     Rules files are scalars in lists and string-keyed mappings. Scalars other
@@ -84,7 +84,7 @@ def _construct(node: yaml.Node, loader: yaml.BaseLoader, seen: set[int]) -> Any:
     raise _NotPlain
 
 
-def _string_keys(node: yaml.MappingNode) -> bool:
+def _string_keys(node: yaml.Node) -> bool:
     return all(type(key) is yaml.ScalarNode and key.tag == _STR for key, _ in node.value)
 
 

@@ -273,8 +273,9 @@ def why_not(rule: Rule, dest: Destination) -> Mismatch | None:
             )
         if not path_has_prefix(dest.path, m.path):
             return Mismatch(lambda: f"path {dest.path} is not under {m.path}")
-    if m.methods is not None and dest.method not in m.methods:
-        return Mismatch(lambda: f"method {dest.method} is not {', '.join(sorted(m.methods))}")
+    methods = m.methods
+    if methods is not None and dest.method not in methods:
+        return Mismatch(lambda: f"method {dest.method} is not {', '.join(sorted(methods))}")
     return None
 
 
