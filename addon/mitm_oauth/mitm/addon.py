@@ -27,6 +27,7 @@ from ..config.rules import Credentials, Rule, keep_unchanged, load_rules
 from ..errors import RulesError, TokenError
 from ..injection import Injection, replace_fields
 from ..matching.explain import explain_url
+from ..matching.hosts import default_port
 from ..matching.index import AmbiguousRequest, Destination, RuleIndex
 from ..oauth.backoff import Backoff
 from ..oauth.cache import (
@@ -626,7 +627,7 @@ def read_rules(path: str, previous: RuleIndex | None = None) -> RuleIndex:
 def exchange_flow(exchange: Exchange, rules: tuple[str, ...]) -> http.HTTPFlow:
     """A flow that shows a token exchange; it is never sent anywhere."""
     parts = urlsplit(exchange.url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = parts.port or default_port(parts.scheme)
     client = connection.Client(peername=("127.0.0.1", 0), sockname=("127.0.0.1", 0),
                                timestamp_start=exchange.started)  # fmt: skip
     server = connection.Server(address=(parts.hostname or "", port))
