@@ -12,6 +12,7 @@ import time
 from .config.rules import DEFAULT_HEADER_VALUE, Rule
 from .errors import TokenError
 from .oauth.response import Token
+from .secret import redacted
 
 Fields = tuple[tuple[bytes, bytes], ...]
 """Header fields as the wire has them: (name, value) pairs of bytes."""
@@ -45,10 +46,10 @@ def header_value(rule: Rule, token: Token) -> str:
 def redacted_header_value(rule: Rule, token: Token) -> str:
     """What flows keep once the request has been sent: the token's fingerprint in its place."""
     scheme = rule.token_type or token.token_type
-    redacted = f"[redacted sha256:{token.access_token.fingerprint}]"
+    mark = redacted(token.access_token.fingerprint)
     if rule.header_value == DEFAULT_HEADER_VALUE:
-        return f"{scheme} {redacted}"
-    return rule.header_value.format(token_type=scheme, access_token=redacted)
+        return f"{scheme} {mark}"
+    return rule.header_value.format(token_type=scheme, access_token=mark)
 
 
 class Injection:
