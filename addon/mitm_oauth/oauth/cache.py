@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -140,8 +141,9 @@ class TokenCache:
         if entry.fetch is None:
             if entry.last_error is not None and now < entry.retry_at:
                 wait = entry.retry_at - now
-                raise entry.last_error.but(
-                    message=f"{entry.last_error.message} (next attempt in {wait:.0f} s)"
+                raise dataclasses.replace(
+                    entry.last_error,
+                    message=f"{entry.last_error.message} (next attempt in {wait:.0f} s)",
                 )
             reason = "first use" if entry.token is None else "expired"
             if entry.last_error is not None:
