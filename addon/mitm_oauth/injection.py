@@ -62,8 +62,16 @@ class Injection:
     fingerprint only.
     """
 
-    __slots__ = ("comment", "fields", "metadata", "redacted", "replaced", "rule", "token",
-                 "token_field")  # fmt: skip
+    __slots__ = (
+        "comment",
+        "fields",
+        "metadata",
+        "redacted",
+        "replaced",
+        "rule",
+        "token",
+        "token_field",
+    )
 
     def __init__(self, rule: Rule, token: Token, usable_until: float | None) -> None:
         """`usable_until`: wall-clock time (epoch seconds) until which the token is handed out."""
@@ -84,10 +92,12 @@ class Injection:
         if usable_until is not None:
             until = f", usable until {time.strftime('%H:%M:%S', time.localtime(usable_until))}"
         self.metadata: dict[str, object] = {
-            "action": "injected", "rule": rule.name, "token": fingerprint,
+            "action": "injected",
+            "rule": rule.name,
+            "token": fingerprint,
             "token_type": rule.token_type or token.token_type,
             "usable_until": None if usable_until is None else round(usable_until),
-        }  # fmt: skip
+        }
         self.comment = f"rule {rule.name}: token sha256:{fingerprint}{until}"
 
     def __repr__(self) -> str:

@@ -34,6 +34,7 @@ from ..oauth.cache import (
     DEFAULT_EXPIRY_DELTA,
     DEFAULT_LIFETIME,
     DEFAULT_REFRESH_AHEAD,
+    Lease,
     TokenCache,
 )
 from ..oauth.client import (
@@ -42,7 +43,6 @@ from ..oauth.client import (
     KEPT_WITHOUT_EXPIRY,
     TokenClient,
 )
-from ..oauth.response import Token
 from ..observe.events import EventLog
 from ..observe.exchange import Exchange
 from ..observe.redaction import Redactor
@@ -327,10 +327,10 @@ class ClientCredentials:
         if not self.clients.may_use(flow):
             self.refuse_client(flow, rule)
             return None
-        token = self.cache.cached(rule.credentials)
-        if token is None:
+        lease = self.cache.cached(rule.credentials)
+        if lease is None:
             return self.fetch_and_apply(flow, rule)
-        self.apply(flow, rule, token)
+        self.apply(flow, rule, lease)
         return None
 
     async def fetch_and_apply(self, flow: http.HTTPFlow, rule: Rule) -> None:
@@ -374,12 +374,12 @@ class ClientCredentials:
         log.exception("unexpected error in the token addon; the request is refused")
         self.refuse(flow, None, {"message": "internal error in the token addon"})
 
-    def apply(self, flow: http.HTTPFlow, rule: Rule, token: Token) -> None:
+    def apply(self, flow: http.HTTPFlow, rule: Rule, lease: Lease) -> None:
         """Put the token on the request, or refuse the request if the token may not be sent."""
         given = self.current.get(rule.name)
-        if given is None or given.token is not token or given.rule is not rule:
+        if given is None or given.token is not lease.token or given.rule is not rule:
             try:
-                given = self.current[rule.name] = self.injection(rule, token)
+                given = self.current[rule.name] = self.injection(rule, lease)
             except TokenError as e:  # not kept: checked again at every use
                 self.refuse_for(flow, rule, e)
                 return
@@ -442,10 +442,11 @@ class ClientCredentials:
             "stickyauth or another addon: tokens only go with the requests their rule matches"
         )})  # fmt: skip
 
-    def injection(self, rule: Rule, token: Token) -> Injection:
-        """What `rule`'s requests get with `token`; raises TokenError if it may not be sent."""
-        usable_for = self.cache.usable_for(rule.credentials)
-        given = Injection(rule, token, None if usable_for is None else time.time() + usable_for)
+    def injection(self, rule: Rule, lease: Lease) -> Injection:
+        """What `rule`'s requests get with `lease`; raises TokenError if it may not be sent."""
+        until = lease.usable_until
+        usable_for = None if until is None else until - time.time()
+        given = Injection(rule, lease.token, until)
         # The whole header value too: HTTP/2 and HTTP/3 compress it as one string, which
         # proxy_debug then logs as bytes that contain no spelling of the token alone.
         value = given.fields[0][1]
@@ -493,14 +494,14 @@ class ClientCredentials:
         """
         rule = given.rule
         try:
-            token = await self.cache.get(rule.credentials)
+            lease = await self.cache.get(rule.credentials)
         except TokenError as e:
             log.warning("rule %s: no new token to replay the request with: %s", rule.name, e)
             return given
-        if token is given.token:
+        if lease.token is given.token:
             return given  # the purge was rate-limited: the same token would be refused again
         try:
-            renewed = self.injection(rule, token)
+            renewed = self.injection(rule, lease)
             self.replayer.max_body = replay_limit()
             flow.response = await self.replayer.replay(
                 flow.request,
