@@ -157,7 +157,11 @@ def micro(rounds: int) -> dict:
 
     async def side_by_side_calls(rules: Path, n: int = 2000) -> tuple[list[float], list[float]]:
         """Rounds of the trivial hook and ours, alternating, so both see the same machine."""
-        ours_addon, trivial_addon = ClientCredentials(), Trivial()
+
+        async def fetch(creds: object) -> Token:
+            return Token(Secret("tok"), "Bearer", 86400)
+
+        ours_addon, trivial_addon = ClientCredentials(fetch=fetch), Trivial()
         ours_flow, trivial_flow = flow(), flow()
         ours_hook, trivial_hook = (
             HttpRequestHeadersHook(ours_flow),
@@ -165,11 +169,6 @@ def micro(rounds: int) -> dict:
         )
         with taddons.context(trivial_addon) as trivial_ctx, taddons.context(ours_addon) as tctx:
             tctx.configure(ours_addon, oauth_rules=str(rules))
-
-            async def fetch(creds: object) -> Token:
-                return Token(Secret("tok"), "Bearer", 86400)
-
-            ours_addon.cache._fetch = fetch  # type: ignore[method-assign]
             await tctx.master.addons.handle_lifecycle(ours_hook)
             assert ours_flow.request.headers["Authorization"].startswith("Bearer")
             trivial, ours = [], []

@@ -34,6 +34,7 @@ from ..oauth.cache import (
     DEFAULT_EXPIRY_DELTA,
     DEFAULT_LIFETIME,
     DEFAULT_REFRESH_AHEAD,
+    Fetch,
     Lease,
     TokenCache,
 )
@@ -90,7 +91,9 @@ class ClientCredentials:
     more instructions per request (counted under callgrind).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, fetch: Fetch | None = None) -> None:
+        """`fetch`: how tokens are fetched; the token endpoints themselves (`TokenClient`)
+        unless a test or benchmark gives its own."""
         self.refusals = Refusals()
         """Answers the requests this addon refuses, in place of their upstream."""
         self.clients = AllowedClients()
@@ -102,7 +105,7 @@ class ClientCredentials:
         self.started = False
         self.redactor = Redactor()
         self.client = TokenClient(redactor=self.redactor, observer=self.show_exchange)
-        self.cache = TokenCache(self.client.fetch, on_event=self.record)
+        self.cache = TokenCache(fetch or self.client.fetch, on_event=self.record)
         self.events: EventLog | None = None
         self.injected: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()

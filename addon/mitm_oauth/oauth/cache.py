@@ -81,6 +81,9 @@ class Status:
     purges: int
 
 
+Fetch = Callable[[Credentials], Awaitable[Token]]
+"""Asks a token endpoint for a credential set's token: `TokenClient.fetch`, or a stand-in."""
+
 Event = dict[str, object]
 """A JSON-ready record of something that happened: fetch, failure, purge."""
 
@@ -107,7 +110,7 @@ class TokenCache:
 
     def __init__(
         self,
-        fetch: Callable[[Credentials], Awaitable[Token]],
+        fetch: Fetch,
         *,
         expiry_delta: float = DEFAULT_EXPIRY_DELTA,
         default_lifetime: float = DEFAULT_LIFETIME,
