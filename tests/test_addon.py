@@ -16,26 +16,9 @@ from mitm_oauth.mitm.refusals import CARRIER
 from mitm_oauth.oauth.response import Token
 from mitm_oauth.secret import Secret
 from mitmproxy import exceptions
-from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy.test import taddons, tutils
 
-RULES = """
-rules:
-  - name: api
-    match: {host: api.example.com, path: /v1}
-    token_url: https://idp.example.com/token
-    client_id: id
-    client_secret: secret
-"""
-
-
-def flow(url: str = "https://api.example.com/v1/x", method: str = "GET"):
-    f = tflow.tflow()
-    f.request = tutils.treq()
-    f.request.url = url
-    f.request.method = method
-    f.client_conn.sni = f.request.host
-    f.request.headers["Authorization"] = "Basic client-own"
-    return f
+from tests.support.inprocess import RULES, flow, run
 
 
 def token_fetcher(calls: list[Credentials], error: Exception | None = None):
@@ -53,17 +36,6 @@ def rules_file(tmp_path: Path) -> Path:
     path = tmp_path / "rules.yaml"
     path.write_text(RULES)
     return path
-
-
-def run(addon: ClientCredentials, f) -> None:
-    """Call the hook as mitmproxy does: it may answer at once, or with something to await."""
-
-    async def hook() -> None:
-        pending = addon.requestheaders(f)
-        if pending is not None:
-            await pending
-
-    asyncio.run(hook())
 
 
 def test_injects_into_matching_flows_only(rules_file):
@@ -265,7 +237,7 @@ def test_a_cached_non_bearer_token_is_refused_clearly_every_time(rules_file):
     for f in (first, second):
         assert f.response.status_code == 502
         assert "'MAC' token, not a Bearer token" in json.loads(f.response.content)["message"]
-    assert addon.refused["api"] == 2
+    assert addon.refuser.refused["api"] == 2
 
 
 def test_a_custom_header_is_set_kept_and_redacted(tmp_path: Path):
@@ -313,7 +285,7 @@ def test_a_reload_applies_the_new_rule_with_the_token_it_kept(rules_file):
             assert pending is not None
             waiting = asyncio.ensure_future(pending)
             rules_file.write_text(RULES + "    accept: application/xml\n")
-            addon.load_rules()
+            addon.watcher.load()
             released.set()
             await waiting
             after = flow()

@@ -210,8 +210,11 @@ def test_reload_keeps_tokens_of_credential_sets_still_in_use():
 
 def test_fetches_are_logged_with_a_fingerprint_never_the_token(caplog):
     cache, endpoint, clock = make(expires_in=100)
-    cache.use(credential_sets([Rule("billing", Match("a.example"), A),
-                               Rule("invoices", Match("b.example"), A)]))  # fmt: skip
+    cache.use(
+        credential_sets(
+            [Rule("billing", Match("a.example"), A), Rule("invoices", Match("b.example"), A)]
+        )
+    )
     caplog.set_level(logging.DEBUG)
 
     async def scenario() -> None:
