@@ -48,12 +48,16 @@ def rules_text(n: int, http_port: int, https_port: int, token_url: str) -> str:
     for i in range(n - 1):
         host = f"h{i}.example.com" if i % 3 != 1 else f"*.w{i}.example.com"
         path = f"/p{i}" if i % 3 == 2 else "/"
-        lines.append(f"  - {{name: r{i}, match: {{host: '{host}', path: '{path}'}}, "
-                     f"token_url: '{token_url}', client_id: c{i}, client_secret: s}}")  # fmt: skip
+        lines.append(
+            f"  - {{name: r{i}, match: {{host: '{host}', path: '{path}'}}, "
+            f"token_url: '{token_url}', client_id: c{i}, client_secret: s}}"
+        )
     for name, port, scheme in (("target", http_port, "http"), ("target-tls", https_port, "https")):
-        lines.append(f"  - {{name: {name}, match: {{host: 127.0.0.1, port: {port}, "
-                     f"scheme: {scheme}}}, token_url: '{token_url}', client_id: target, "
-                     f"client_secret: s}}")  # fmt: skip
+        lines.append(
+            f"  - {{name: {name}, match: {{host: 127.0.0.1, port: {port}, "
+            f"scheme: {scheme}}}, token_url: '{token_url}', client_id: target, "
+            f"client_secret: s}}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -69,21 +73,44 @@ def rules_files(work: Path, ports: dict) -> tuple[Path, Path]:
 def measured_variants(work: Path, ports: dict) -> list[tuple[str, Path | None, Path | None]]:
     """(name, script, rules) of the variants profiled and counted: plain, trivial, ours twice."""
     one, many = rules_files(work, ports)
-    return [("plain", None, None), ("trivial addon", TRIVIAL, None),
-            ("ours, 1 rule", ADDON, one), ("ours, 10k rules", ADDON, many)]  # fmt: skip
+    return [
+        ("plain", None, None),
+        ("trivial addon", TRIVIAL, None),
+        ("ours, 1 rule", ADDON, one),
+        ("ours, 10k rules", ADDON, many),
+    ]
 
 
 class Proxy:
     """A mitmdump process, pinned, quiet, listening on an ephemeral port."""
 
-    def __init__(self, name: str, work: Path, ca: Path, script: Path | None = None,
-                 rules: Path | None = None, options: dict[str, str] | None = None,
-                 core: str = PROXY_CORE, also: tuple[Path, ...] = (),
-                 under: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        work: Path,
+        ca: Path,
+        script: Path | None = None,
+        rules: Path | None = None,
+        options: dict[str, str] | None = None,
+        core: str = PROXY_CORE,
+        also: tuple[Path, ...] = (),
+        under: tuple[str, ...] = (),
+    ) -> None:
         """`under`: a command mitmdump runs under (valgrind), which must keep its pid."""
-        args = [*under, str(BIN / "mitmdump"), "--listen-host", "127.0.0.1", "--listen-port", "0",
-                "--set", f"confdir={work / 'confdir'}", "--set", "flow_detail=0",
-                "--set", f"ssl_verify_upstream_trusted_ca={ca}"]  # fmt: skip
+        args = [
+            *under,
+            str(BIN / "mitmdump"),
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+            "--set",
+            f"confdir={work / 'confdir'}",
+            "--set",
+            "flow_detail=0",
+            "--set",
+            f"ssl_verify_upstream_trusted_ca={ca}",
+        ]
         for each in (*also, *([script] if script else [])):
             args += ["-s", str(each)]
         if rules:
@@ -120,9 +147,13 @@ class Proxy:
 
 
 def load(config: dict) -> dict:
-    out = subprocess.run(pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
-                         capture_output=True, text=True, timeout=config.get("duration", 0) + 300,
-                         check=True)  # fmt: skip
+    out = subprocess.run(
+        pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
+        capture_output=True,
+        text=True,
+        timeout=config.get("duration", 0) + 300,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -198,10 +229,14 @@ def micro(rounds: int) -> dict:
 def side_by_side(work: Path, ca: Path, ports: dict, rounds: int, seconds: float) -> dict:
     one, many = rules_files(work, ports)
     lib = ROOT / "scripts" / "benchlib"
-    variants = {"twin": (None, None), "trivial addon": (TRIVIAL, None),
-                "trivial + imports": (lib / "trivial_imports.py", None),
-                "trivial + hooks": (lib / "trivial_hooks.py", None),
-                "ours, 1 rule": (ADDON, one), "ours, 10k rules": (ADDON, many)}  # fmt: skip
+    variants = {
+        "twin": (None, None),
+        "trivial addon": (TRIVIAL, None),
+        "trivial + imports": (lib / "trivial_imports.py", None),
+        "trivial + hooks": (lib / "trivial_hooks.py", None),
+        "ours, 1 rule": (ADDON, one),
+        "ours, 10k rules": (ADDON, many),
+    }
     # Started in a random order: a variant's place seems to be worth about a point (the last
     # started measured lowest), which must not always fall on the same one.
     order = random.sample(list(variants), len(variants))
@@ -218,13 +253,17 @@ def side_by_side(work: Path, ca: Path, ports: dict, rounds: int, seconds: float)
             per_round: list[dict[str, tuple[float, float]]] = []
             for _ in range(rounds):
                 before = [p.cpu_ns() for p in proxies]
-                answer = load({"mode": "throughput", "duration": seconds, "targets": targets,
-                               "ca": ca_file})  # fmt: skip
+                answer = load(
+                    {"mode": "throughput", "duration": seconds, "targets": targets, "ca": ca_file}
+                )
                 assert not any(answer["errors"]), answer
                 cpu = [p.cpu_ns() - b for p, b in zip(proxies, before, strict=True)]
-                per_round.append({p.name: (count / seconds, ns / max(count, 1))
-                                  for p, count, ns in zip(proxies, answer["counts"], cpu,
-                                                          strict=True)})  # fmt: skip
+                per_round.append(
+                    {
+                        p.name: (count / seconds, ns / max(count, 1))
+                        for p, count, ns in zip(proxies, answer["counts"], cpu, strict=True)
+                    }
+                )
             results["schemes"][scheme] = summarise(per_round, names)
     finally:
         for proxy in proxies:
@@ -267,12 +306,22 @@ def profile(work: Path, ca: Path, ports: dict, seconds: float) -> dict:
     variants = measured_variants(work, ports)
     results: dict = {}
     for scheme in ("http", "https"):
-        proxies = [Proxy(name, work, ca, script, rules, also=(gc_time,),
-                         options={"gc_time_out": str(work / f"gc-{scheme}-{i}.json")})
-                   for i, (name, script, rules) in enumerate(variants)]  # fmt: skip
+        proxies = [
+            Proxy(
+                name,
+                work,
+                ca,
+                script,
+                rules,
+                also=(gc_time,),
+                options={"gc_time_out": str(work / f"gc-{scheme}-{i}.json")},
+            )
+            for i, (name, script, rules) in enumerate(variants)
+        ]
         try:
-            samples = _sample(work, proxies, f"{scheme}://127.0.0.1:{ports[scheme]}/v1/items",
-                              seconds)  # fmt: skip
+            samples = _sample(
+                work, proxies, f"{scheme}://127.0.0.1:{ports[scheme]}/v1/items", seconds
+            )
         finally:
             for proxy in proxies:
                 proxy.stop()  # at exit, each writes its collector's time
@@ -282,33 +331,60 @@ def profile(work: Path, ca: Path, ports: dict, seconds: float) -> dict:
         for i, (name, script, _) in enumerate(variants):
             collected = json.loads((work / f"gc-{scheme}-{i}.json").read_text())
             results[scheme][name] = {
-                **(_share(samples[name], script.parent if script == ADDON else script)
-                   if script else {}),
-                "young_gc_us_per_request": 1e6 * sum(collected["seconds"][:2])
+                **(
+                    _share(samples[name], script.parent if script == ADDON else script)
+                    if script
+                    else {}
+                ),
+                "young_gc_us_per_request": 1e6
+                * sum(collected["seconds"][:2])
                 / max(collected["responses"], 1),
                 "full_gcs": collected["runs"][2],
                 "full_gc_ms_each": 1e3 * collected["seconds"][2] / max(collected["runs"][2], 1),
-            }  # fmt: skip
+            }
     return results
 
 
 def _sample(work: Path, proxies: list[Proxy], url: str, seconds: float) -> dict | None:
     """Load the proxies side by side and sample each with py-spy; None if it cannot attach."""
     targets = [{"proxy": p.port, "url": url, "connections": 2} for p in proxies]
-    config = {"mode": "throughput", "duration": seconds + 2, "targets": targets,
-              "ca": str(work / "confdir" / "mitmproxy-ca-cert.pem")}  # fmt: skip
-    loader = subprocess.Popen(pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
-                              stdout=subprocess.DEVNULL)  # fmt: skip
+    config = {
+        "mode": "throughput",
+        "duration": seconds + 2,
+        "targets": targets,
+        "ca": str(work / "confdir" / "mitmproxy-ca-cert.pem"),
+    }
+    loader = subprocess.Popen(
+        pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
+        stdout=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1)
         outputs = {p.name: work / f"profile-{p.process.pid}.txt" for p in proxies}
-        spies = [subprocess.Popen(pinned(LOAD_CORE, [str(BIN / "py-spy"), "record", "--pid",
-                                                     str(p.process.pid), "--duration",
-                                                     str(int(seconds)), "--rate", "250",
-                                                     "--format", "raw", "--output",
-                                                     str(outputs[p.name])]),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for p in proxies]  # fmt: skip
+        spies = [
+            subprocess.Popen(
+                pinned(
+                    LOAD_CORE,
+                    [
+                        str(BIN / "py-spy"),
+                        "record",
+                        "--pid",
+                        str(p.process.pid),
+                        "--duration",
+                        str(int(seconds)),
+                        "--rate",
+                        "250",
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(outputs[p.name]),
+                    ],
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for p in proxies
+        ]
         if any(spy.wait(timeout=seconds + 60) != 0 for spy in spies):
             return None
         loader.wait(timeout=60)
@@ -363,23 +439,32 @@ def counted(work: Path, ca: Path, ports: dict, requests: int) -> dict:
         results[scheme] = {}
         for i, (name, script, rules) in enumerate(variants):
             out = work / f"callgrind-{scheme}-{i}.out"
-            under = ("env", "PYTHONHASHSEED=0", "valgrind", "--tool=callgrind",
-                     "--instr-atstart=no", "--cache-sim=yes", SIMULATED_CACHE,
-                     f"--callgrind-out-file={out}")  # fmt: skip
+            under = (
+                "env",
+                "PYTHONHASHSEED=0",
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                "--cache-sim=yes",
+                SIMULATED_CACHE,
+                f"--callgrind-out-file={out}",
+            )
             proxy = Proxy(name, work, ca, script, rules, under=under)
             try:
                 target = {"proxy": proxy.port, "url": url}
                 # Warm: the token fetched, mitmproxy's and our bytecode specialised.
-                warm = load({"mode": "sequential", "count": 30, "targets": [target],
-                             "ca": ca_file})  # fmt: skip
+                warm = load({"mode": "sequential", "count": 30, "targets": [target], "ca": ca_file})
                 pid = str(proxy.process.pid)
-                subprocess.run(["callgrind_control", "-i", "on", pid], check=True,
-                               capture_output=True)  # fmt: skip
-                answer = load({"mode": "sequential", "count": requests, "targets": [target],
-                               "ca": ca_file})  # fmt: skip
+                subprocess.run(
+                    ["callgrind_control", "-i", "on", pid], check=True, capture_output=True
+                )
+                answer = load(
+                    {"mode": "sequential", "count": requests, "targets": [target], "ca": ca_file}
+                )
                 for step in (["-i", "off"], ["-d"]):
-                    subprocess.run(["callgrind_control", *step, pid], check=True,
-                                   capture_output=True)  # fmt: skip
+                    subprocess.run(
+                        ["callgrind_control", *step, pid], check=True, capture_output=True
+                    )
             finally:
                 proxy.stop()
             assert set(warm["statuses"] + answer["statuses"]) == {200}, answer
@@ -408,18 +493,23 @@ def _per_request(dump: Path, requests: int) -> dict:
 def token_load(work: Path, ca: Path, ports: dict, sizes: list[int]) -> dict:
     token_url = f"http://127.0.0.1:{ports['idp']}/token/86400/0.2"
     rules = work / "rules-cold.yaml"
-    rules.write_text("rules:\n" + "".join(
-        f"  - {{name: cold-{n}, match: {{host: 127.0.0.1, port: {ports['http']}, scheme: http, "
-        f"path: /cold-{n}}}, token_url: '{token_url}', client_id: cold-{n}, client_secret: s, "
-        "auth_style: params}\n"
-        for n in sizes))  # fmt: skip
+    rules.write_text(
+        "rules:\n"
+        + "".join(
+            f"  - {{name: cold-{n}, match: {{host: 127.0.0.1, port: {ports['http']}, scheme: http, "
+            f"path: /cold-{n}}}, token_url: '{token_url}', client_id: cold-{n}, client_secret: s, "
+            "auth_style: params}\n"
+            for n in sizes
+        )
+    )
     proxy = Proxy("ours", work, ca, ADDON, rules, core=PROXY_CORE)
     result = {}
     try:
         for n in sizes:
             url = f"http://127.0.0.1:{ports['http']}/cold-{n}"
-            answer = load({"mode": "burst", "count": n, "targets": [{"proxy": proxy.port,
-                                                                     "url": url}]})  # fmt: skip
+            answer = load(
+                {"mode": "burst", "count": n, "targets": [{"proxy": proxy.port, "url": url}]}
+            )
             fetches = len(idp_stats(ports).get(f"cold-{n}", []))
             result[str(n)] = {"ok": answer["statuses"].count(200), "fetches": fetches}
     finally:
@@ -441,10 +531,12 @@ def rollover(work: Path, ca: Path, ports: dict, seconds: float, lifetime: int) -
         client = f"roll-{ahead}"
         token_url = f"http://127.0.0.1:{ports['idp']}/token/{lifetime}/1"
         rules = work / f"rules-{client}.yaml"
-        rules.write_text(f"rules:\n  - {{name: {client}, match: {{host: 127.0.0.1, port: "
-                         f"{ports['http']}, scheme: http}}, token_url: '{token_url}', "
-                         f"client_id: {client}, client_secret: s, "
-                         "auth_style: params}\n")  # fmt: skip
+        rules.write_text(
+            f"rules:\n  - {{name: {client}, match: {{host: 127.0.0.1, port: "
+            f"{ports['http']}, scheme: http}}, token_url: '{token_url}', "
+            f"client_id: {client}, client_secret: s, "
+            "auth_style: params}\n"
+        )
         proxy = Proxy(
             label,
             work,
@@ -510,8 +602,11 @@ def startup(work: Path, ca: Path, ports: dict, loads: int) -> dict:
             "pause": 0.01,
             "targets": [{"proxy": big.port, "url": url, "connections": 2}],
         }
-        proc = subprocess.Popen(pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(1)
         touched_at = time.monotonic()  # the same rules: the usual reload changes a few
         many.write_text(many.read_text() + "# touched\n")
@@ -561,8 +656,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run, under a minute")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--only", choices=SECTIONS, action="append",
-                        help="run only this part (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="run only this part (repeatable)"
+    )
     args = parser.parse_args()
     # The profile needs long samples and the counts a slow simulator: not part of a quick run
     # unless asked for.
@@ -592,19 +688,22 @@ def main() -> int:
         ports = json.loads(ports_file.read_text())
         parts = {
             "micro": lambda: micro(rounds=5 if quick else 15),
-            "side_by_side": lambda: side_by_side(work, cert.ca_file, ports,
-                                                 rounds=3 if quick else 12,
-                                                 seconds=1.5 if quick else 5),
+            "side_by_side": lambda: side_by_side(
+                work, cert.ca_file, ports, rounds=3 if quick else 12, seconds=1.5 if quick else 5
+            ),
             "profile": lambda: profile(work, cert.ca_file, ports, seconds=4 if quick else 20),
             "counted": lambda: counted(work, cert.ca_file, ports, COUNTED_REQUESTS),
-            "token_load": lambda: token_load(work, cert.ca_file, ports,
-                                             [1, 10, 100] if quick else [1, 10, 100, 1000]),
-            "rollover": lambda: rollover(work, cert.ca_file, ports, seconds=4 if quick else 12,
-                                         lifetime=4),
+            "token_load": lambda: token_load(
+                work, cert.ca_file, ports, [1, 10, 100] if quick else [1, 10, 100, 1000]
+            ),
+            "rollover": lambda: rollover(
+                work, cert.ca_file, ports, seconds=4 if quick else 12, lifetime=4
+            ),
             "startup": lambda: startup(work, cert.ca_file, ports, loads=1 if quick else 3),
-            "memory": lambda: memory(work, cert.ca_file, ports, 2_000 if quick else 100_000,
-                                     seconds=3 if quick else 10),
-        }  # fmt: skip
+            "memory": lambda: memory(
+                work, cert.ca_file, ports, 2_000 if quick else 100_000, seconds=3 if quick else 10
+            ),
+        }
         results = {name: run() for name, run in parts.items() if name in only}
     finally:
         processes.stop(servers)
@@ -615,8 +714,10 @@ def main() -> int:
     twin = results.get("side_by_side", {}).get("schemes", {})
     off = [s for s in twin if abs(twin[s]["twin"]["efficiency_vs_plain"] - 1) > 0.02]
     if off:
-        print(f"\nREJECTED: the twin differs from plain by more than 2 % ({', '.join(off)}): "
-              "the machine was too noisy for this run.")  # fmt: skip
+        print(
+            f"\nREJECTED: the twin differs from plain by more than 2 % ({', '.join(off)}): "
+            "the machine was too noisy for this run."
+        )
         return 2
     return 0
 
@@ -633,8 +734,10 @@ def report(r: dict) -> str:
 def report_micro(micro: dict) -> list[str]:
     lines = ["1. Hook cost, in-process through mitmproxy's addon manager (median µs per request)"]
     for label, m in micro.items():
-        lines.append(f"   {label:<12} trivial {m['trivial_us']:5.1f}  ours {m['ours_us']:5.1f}  "
-                     f"ratio {m['ratio']:.2f}")  # fmt: skip
+        lines.append(
+            f"   {label:<12} trivial {m['trivial_us']:5.1f}  ours {m['ours_us']:5.1f}  "
+            f"ratio {m['ratio']:.2f}"
+        )
     return lines
 
 
@@ -643,9 +746,11 @@ def report_side_by_side(side_by_side: dict) -> list[str]:
         "2. End to end, side by side on one core (median over rounds; spread min-max; "
         "vs trivial: efficiency paired round by round, with its quartiles)"
     ]
-    lines.append(f"   {'':<18}{'req/s':>7} {'CPU µs/req':>11} {'throughput':>11} {'spread':>13} "
-                 f"{'efficiency':>11} {'spread':>13} {'vs trivial':>11} "
-                 f"{'quartiles':>13}")  # fmt: skip
+    lines.append(
+        f"   {'':<18}{'req/s':>7} {'CPU µs/req':>11} {'throughput':>11} {'spread':>13} "
+        f"{'efficiency':>11} {'spread':>13} {'vs trivial':>11} "
+        f"{'quartiles':>13}"
+    )
     for scheme, variants in side_by_side["schemes"].items():
         lines.append(f"   {scheme.upper()}")
         for name, v in variants.items():
@@ -665,12 +770,16 @@ def report_side_by_side(side_by_side: dict) -> list[str]:
 def report_profile(profile: dict) -> list[str]:
     def line(name: str, v: dict, variants: dict) -> str:
         share = f"{v['share'] * 100:5.2f} %" if "share" in v else "      -"
-        return (f"   {name:<18} code {share}   young collections "
-                f"{v['young_gc_us_per_request']:5.1f} µs/request   full collections "
-                f"{v['full_gcs']} x {v['full_gc_ms_each']:.0f} ms")  # fmt: skip
+        return (
+            f"   {name:<18} code {share}   young collections "
+            f"{v['young_gc_us_per_request']:5.1f} µs/request   full collections "
+            f"{v['full_gcs']} x {v['full_gc_ms_each']:.0f} ms"
+        )
 
-    title = ("   Where mitmdump's CPU goes, side by side: share of py-spy samples in the addon's "
-             "code; CPU time of the garbage collector's young and full collections")  # fmt: skip
+    title = (
+        "   Where mitmdump's CPU goes, side by side: share of py-spy samples in the addon's "
+        "code; CPU time of the garbage collector's young and full collections"
+    )
     return _per_scheme_and_variant(title, profile, line)
 
 
@@ -679,12 +788,16 @@ def report_counted(counted: dict) -> list[str]:
         trivial = variants["trivial addon"]
         instructions = v["instructions"] / trivial["instructions"]
         misses = v["cache_misses"] / trivial["cache_misses"]
-        return (f"   {name:<18} instructions {v['instructions']:11,.0f} "
-                f"({instructions:.4f} x trivial)   cache misses "
-                f"{v['cache_misses']:7,.0f} ({misses:.2f} x trivial)")  # fmt: skip
+        return (
+            f"   {name:<18} instructions {v['instructions']:11,.0f} "
+            f"({instructions:.4f} x trivial)   cache misses "
+            f"{v['cache_misses']:7,.0f} ({misses:.2f} x trivial)"
+        )
 
-    title = ("   Counted under callgrind, per request: instructions, and misses of a simulated "
-             "1 MiB cache (they repeat within 0.1-0.3 %, however busy the machine)")  # fmt: skip
+    title = (
+        "   Counted under callgrind, per request: instructions, and misses of a simulated "
+        "1 MiB cache (they repeat within 0.1-0.3 %, however busy the machine)"
+    )
     return _per_scheme_and_variant(title, counted, line)
 
 
@@ -712,9 +825,11 @@ def report_token_load(token_load: dict) -> list[str]:
 def report_rollover(rollover: dict) -> list[str]:
     lines = ["   Rollover with a token endpoint that takes 1 s (tokens live 4 s)"]
     for label, t in rollover.items():
-        lines.append(f"   {label:<22} p50 {t['p50_ms']:6.1f} ms  p99 {t['p99_ms']:6.1f} ms  "
-                     f"max {t['max_ms']:6.1f} ms  waited >0.5 s: {t['waited_over_500_ms']:<3} "
-                     f"fetches {t['fetches']} in {t['seconds']} s")  # fmt: skip
+        lines.append(
+            f"   {label:<22} p50 {t['p50_ms']:6.1f} ms  p99 {t['p99_ms']:6.1f} ms  "
+            f"max {t['max_ms']:6.1f} ms  waited >0.5 s: {t['waited_over_500_ms']:<3} "
+            f"fetches {t['fetches']} in {t['seconds']} s"
+        )
     return lines
 
 
