@@ -12,6 +12,7 @@ import pytest
 from mitm_oauth.mitm.addon import ClientCredentials
 from mitm_oauth.secret import Secret
 from mitmproxy import flow as mflow
+from mitmproxy import http
 from mitmproxy import io as mio
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.addons.upstream_auth import UpstreamAuth
@@ -63,7 +64,9 @@ def test_an_accepted_token_stays_cached(tmp_path):
     assert second.request.headers["Authorization"] == "Bearer tok-1"
 
 
-def replay_scenario(addon: ClientCredentials, f: mflow.Flow, rules_path: str, **options) -> bool:
+def replay_scenario(
+    addon: ClientCredentials, f: http.HTTPFlow, rules_path: str, **options: object
+) -> bool:
     """Inject, answer 401, run the response hook; whether it asked to be awaited (a replay)."""
 
     async def scenario() -> bool:
