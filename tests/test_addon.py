@@ -16,26 +16,9 @@ from mitm_oauth.model import Credentials
 from mitm_oauth.oauth.response import Token
 from mitm_oauth.secret import Secret
 from mitmproxy import exceptions
-from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy.test import taddons, tutils
 
-RULES = """
-rules:
-  - name: api
-    match: {host: api.example.com, path: /v1}
-    token_url: https://idp.example.com/token
-    client_id: id
-    client_secret: secret
-"""
-
-
-def flow(url: str = "https://api.example.com/v1/x", method: str = "GET"):
-    f = tflow.tflow()
-    f.request = tutils.treq()
-    f.request.url = url
-    f.request.method = method
-    f.client_conn.sni = f.request.host
-    f.request.headers["Authorization"] = "Basic client-own"
-    return f
+from tests.support.inprocess import RULES, flow, run
 
 
 def token_fetcher(calls: list[Credentials], error: Exception | None = None):
@@ -55,23 +38,11 @@ def rules_file(tmp_path: Path) -> Path:
     return path
 
 
-def run(addon: ClientCredentials, f) -> None:
-    """Call the hook as mitmproxy does: it may answer at once, or with something to await."""
-
-    async def hook() -> None:
-        pending = addon.requestheaders(f)
-        if pending is not None:
-            await pending
-
-    asyncio.run(hook())
-
-
 def test_injects_into_matching_flows_only(rules_file):
-    addon = ClientCredentials()
     calls: list[Credentials] = []
+    addon = ClientCredentials(fetch=token_fetcher(calls))
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth_rules=str(rules_file))
-        addon.cache._fetch = token_fetcher(calls)
         matching, other = flow(), flow("https://api.example.com/v2")
         run(addon, matching)
         run(addon, other)
@@ -89,10 +60,9 @@ def test_injects_into_matching_flows_only(rules_file):
 
 
 def test_host_header_does_not_steer_the_token(rules_file):
-    addon = ClientCredentials()
+    addon = ClientCredentials(fetch=token_fetcher([]))
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth_rules=str(rules_file))
-        addon.cache._fetch = token_fetcher([])
         f = flow("https://evil.example.net/v1/x")
         f.request.headers["Host"] = "api.example.com"
         run(addon, f)
@@ -100,29 +70,30 @@ def test_host_header_does_not_steer_the_token(rules_file):
 
 
 def test_token_error_answers_502(rules_file):
-    addon = ClientCredentials()
+    addon = ClientCredentials(
+        fetch=token_fetcher([], TokenError("nope", status=400, error="invalid_scope"))
+    )
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth_rules=str(rules_file))
-        addon.cache._fetch = token_fetcher(
-            [], TokenError("nope", status=400, error="invalid_scope")
-        )
         f = flow()
         run(addon, f)
     assert f.response.status_code == 502
     body = json.loads(f.response.content)
     assert body == {
-        "error": "token_unavailable", "rule": "api", "message": "nope",
-        "token_endpoint_status": 400, "token_endpoint_error": "invalid_scope",
-    }  # fmt: skip
+        "error": "token_unavailable",
+        "rule": "api",
+        "message": "nope",
+        "token_endpoint_status": 400,
+        "token_endpoint_error": "invalid_scope",
+    }
 
 
 def test_a_refused_streamed_request_goes_to_the_refusal_endpoint_or_nowhere(rules_file):
     """mitmproxy cannot answer a request whose body it streams: the endpoint answers it."""
-    addon = ClientCredentials()
+    addon = ClientCredentials(fetch=token_fetcher([], TokenError("nope", status=400)))
     refusals = addon.refusals
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth_rules=str(rules_file))
-        addon.cache._fetch = token_fetcher([], TokenError("nope", status=400))
         killed = flow()
         killed.request.stream = True
         run(addon, killed)  # the endpoint is not running: nothing may go anywhere
@@ -139,8 +110,9 @@ def test_a_refused_streamed_request_goes_to_the_refusal_endpoint_or_nowhere(rule
     assert killed.response is None
     assert diverted.response is None
     assert (diverted.request.host, diverted.server_conn.address) == (
-        "127.0.0.1", ("127.0.0.1", diverted.request.port),
-    )  # fmt: skip
+        "127.0.0.1",
+        ("127.0.0.1", diverted.request.port),
+    )
     _key, status, carried = diverted.request.headers[CARRIER].split(" ")
     assert status == "502"
     assert json.loads(base64.urlsafe_b64decode(carried))["message"].startswith("nope")
@@ -150,10 +122,9 @@ def test_a_refused_streamed_request_goes_to_the_refusal_endpoint_or_nowhere(rule
 
 
 def test_unexpected_exception_fails_closed(rules_file, caplog):
-    addon = ClientCredentials()
+    addon = ClientCredentials(fetch=token_fetcher([], RuntimeError("bug")))
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth_rules=str(rules_file))
-        addon.cache._fetch = token_fetcher([], RuntimeError("bug"))
         f = flow()
         run(addon, f)
     assert f.response.status_code == 502
@@ -182,7 +153,7 @@ def test_bad_rules_at_start_up_log_an_error_and_refuse_traffic(tmp_path, caplog)
 
 
 def test_bad_rules_while_running_are_refused_and_old_rules_stay(rules_file, tmp_path):
-    addon = ClientCredentials()
+    addon = ClientCredentials(fetch=token_fetcher([]))
     broken = tmp_path / "broken.yaml"
     broken.write_text("rules: [1]\n")
     f = flow()
@@ -191,7 +162,6 @@ def test_bad_rules_while_running_are_refused_and_old_rules_stay(rules_file, tmp_
         with taddons.context(addon) as tctx:
             tctx.configure(addon, oauth_rules=str(rules_file))
             addon.running()
-            addon.cache._fetch = token_fetcher([])
             with pytest.raises(exceptions.OptionsError, match=r"broken\.yaml: rule #1"):
                 tctx.configure(addon, oauth_rules=str(broken))
             pending = addon.requestheaders(f)
@@ -209,9 +179,12 @@ def test_options_reach_the_cache_and_client(rules_file):
     addon = ClientCredentials()
     with taddons.context(addon) as tctx:
         tctx.configure(
-            addon, oauth_rules=str(rules_file), oauth_expiry_delta=30,
-            oauth_default_lifetime=600, oauth_token_timeout=3,
-        )  # fmt: skip
+            addon,
+            oauth_rules=str(rules_file),
+            oauth_expiry_delta=30,
+            oauth_default_lifetime=600,
+            oauth_token_timeout=3,
+        )
         assert addon.cache.expiry_delta == 30
         assert addon.cache.default_lifetime == 600
         assert addon.client.timeout == 3
@@ -221,13 +194,13 @@ def test_options_reach_the_cache_and_client(rules_file):
             tctx.configure(addon, oauth_token_timeout=0)
 
 
-@pytest.mark.parametrize(("authority", "injected"), [("api.example.com", True),
-                                                     ("evil.example.net", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("authority", "injected"), [("api.example.com", True), ("evil.example.net", False)]
+)
 def test_http2_authority_must_name_the_destination(rules_file, authority, injected):
-    addon = ClientCredentials()
+    addon = ClientCredentials(fetch=token_fetcher([]))
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth_rules=str(rules_file))
-        addon.cache._fetch = token_fetcher([])
         f = flow()
         f.request.http_version = "HTTP/2.0"
         f.request.authority = authority
@@ -252,21 +225,19 @@ def test_console_commands_through_the_command_manager(rules_file):
 
 
 def test_a_cached_non_bearer_token_is_refused_clearly_every_time(rules_file):
-    addon = ClientCredentials()
+    async def fetch(creds: Credentials) -> Token:
+        return Token(Secret("tok"), "MAC", 3600)
+
+    addon = ClientCredentials(fetch=fetch)
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth_rules=str(rules_file))
-
-        async def fetch(creds: Credentials) -> Token:
-            return Token(Secret("tok"), "MAC", 3600)
-
-        addon.cache._fetch = fetch
         first, second = flow(), flow()
         run(addon, first)  # fetched
         run(addon, second)  # from the cache
     for f in (first, second):
         assert f.response.status_code == 502
         assert "'MAC' token, not a Bearer token" in json.loads(f.response.content)["message"]
-    assert addon.refused["api"] == 2
+    assert addon.refuser.refused["api"] == 2
 
 
 def test_a_custom_header_is_set_kept_and_redacted(tmp_path: Path):
@@ -277,10 +248,9 @@ def test_a_custom_header_is_set_kept_and_redacted(tmp_path: Path):
         "client_authorization: keep",
     )
     path.write_text(RULES + "".join(f"    {line}\n" for line in extra))
-    addon = ClientCredentials()
+    addon = ClientCredentials(fetch=token_fetcher([]))
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth_rules=str(path))
-        addon.cache._fetch = token_fetcher([])
         plain, own = flow(), flow()
         own.request.headers["X-Api-Token"] = "the client's"
         run(addon, plain)
@@ -299,23 +269,23 @@ def test_a_reload_applies_the_new_rule_with_the_token_it_kept(rules_file):
     """The header is built once per (rule, token): a new rule of the same name and
     credentials must not get the old rule's header, even from a fetch that ends after the swap.
     """
-    addon = ClientCredentials()
     released = asyncio.Event()
 
     async def slow_fetch(creds: Credentials) -> Token:
         await released.wait()
         return Token(Secret("tok"), "Bearer", 3600)
 
+    addon = ClientCredentials(fetch=slow_fetch)
+
     async def scenario() -> tuple:
         with taddons.context(addon) as tctx:
             tctx.configure(addon, oauth_rules=str(rules_file))
-            addon.cache._fetch = slow_fetch
             before = flow()
             pending = addon.requestheaders(before)
             assert pending is not None
             waiting = asyncio.ensure_future(pending)
             rules_file.write_text(RULES + "    accept: application/xml\n")
-            addon.load_rules()
+            addon.watcher.load()
             released.set()
             await waiting
             after = flow()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 from mitm_oauth.errors import TokenError
 from mitm_oauth.model import Credentials, Match, Rule, credential_sets
-from mitm_oauth.oauth.cache import TokenCache
+from mitm_oauth.oauth.cache import Lease, TokenCache
 from mitm_oauth.oauth.response import Token
 from mitm_oauth.secret import Secret
 
@@ -50,8 +51,8 @@ def make(expires_in: int | None = 3600, **kw: float) -> tuple[TokenCache, Endpoi
     return TokenCache(endpoint, clock=clock, **kw), endpoint, clock
 
 
-def value(token: Token) -> str:
-    return token.access_token.reveal()
+def value(lease: Lease) -> str:
+    return lease.token.access_token.reveal()
 
 
 def test_token_is_reused_until_ten_seconds_before_expiry():
@@ -66,6 +67,21 @@ def test_token_is_reused_until_ten_seconds_before_expiry():
         return got
 
     assert asyncio.run(scenario()) == ["a-1", "a-1", "a-2"]
+
+
+def test_a_lease_says_until_when_its_token_is_handed_out():
+    cache, _endpoint, clock = make(expires_in=100)
+
+    async def scenario() -> tuple[Lease, Lease | None]:
+        fetched = await cache.get(A)
+        clock.now += 50
+        return fetched, cache.cached(A)
+
+    before = time.time()
+    fetched, cached = asyncio.run(scenario())
+    assert fetched.usable_until is not None
+    assert before + 90 <= fetched.usable_until <= time.time() + 90  # 100 s less the 10 s delta
+    assert cached is fetched  # one object per token: nothing is built per request
 
 
 @pytest.mark.parametrize(("expires_in", "reuse_for"), [(4, 2.0), (20, 10.0), (1, 0.5)])
@@ -194,8 +210,11 @@ def test_reload_keeps_tokens_of_credential_sets_still_in_use():
 
 def test_fetches_are_logged_with_a_fingerprint_never_the_token(caplog):
     cache, endpoint, clock = make(expires_in=100)
-    cache.use(credential_sets([Rule("billing", Match("a.example"), A),
-                               Rule("invoices", Match("b.example"), A)]))  # fmt: skip
+    cache.use(
+        credential_sets(
+            [Rule("billing", Match("a.example"), A), Rule("invoices", Match("b.example"), A)]
+        )
+    )
     caplog.set_level(logging.DEBUG)
 
     async def scenario() -> None:
@@ -206,7 +225,7 @@ def test_fetches_are_logged_with_a_fingerprint_never_the_token(caplog):
         clock.now += 95
         with pytest.raises(TokenError):
             await cache.get(A)
-        assert first.access_token.fingerprint in caplog.text
+        assert first.token.access_token.fingerprint in caplog.text
 
     asyncio.run(scenario())
     infos = [r for r in caplog.records if r.levelno == logging.INFO]
@@ -323,13 +342,13 @@ def test_purge_drops_only_the_cached_token_and_is_rate_limited():
 
     async def scenario() -> None:
         old = await cache.get(A)
-        assert cache.purge(A, old, "upstream answered 401")
+        assert cache.purge(A, old.token, "upstream answered 401")
         new = await cache.get(A)
         assert value(new) == "a-2"
-        assert not cache.purge(A, old, "late 401 for the old token")
-        assert not cache.purge(A, new, "too soon")
+        assert not cache.purge(A, old.token, "late 401 for the old token")
+        assert not cache.purge(A, new.token, "too soon")
         clock.now += 10
-        assert cache.purge(A, new, "upstream answered 401")
+        assert cache.purge(A, new.token, "upstream answered 401")
         assert value(await cache.get(A)) == "a-3"
 
     asyncio.run(scenario())
@@ -339,7 +358,7 @@ def test_a_token_that_arrives_past_its_usable_time_goes_to_its_waiters_only(capl
     cache, endpoint, clock = make(expires_in=1)
     endpoint.gate = asyncio.Event()
 
-    async def scenario() -> tuple[list[Token], Token | None, int]:
+    async def scenario() -> tuple[list[Lease], Lease | None, int]:
         waiters = [asyncio.create_task(cache.get(A)) for _ in range(5)]
         for _ in range(5):  # until the fetch has been asked for
             await asyncio.sleep(0)
@@ -354,6 +373,7 @@ def test_a_token_that_arrives_past_its_usable_time_goes_to_its_waiters_only(capl
     with caplog.at_level(logging.INFO):
         got, later, calls = asyncio.run(scenario())
     assert [value(t) for t in got] == ["a-1"] * 5
+    assert {lease.usable_until for lease in got} == {None}  # shown as no usable time at all
     assert later is None
     assert calls == 2
     assert "already past its usable time: sent with the waiting requests only" in caplog.text

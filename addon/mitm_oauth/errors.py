@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
+
 
 class RulesError(ValueError):
     """A problem in a rules file, located by file, rule and field.
@@ -47,45 +49,28 @@ PERMANENT_ERRORS = frozenset(
 """RFC 6749 §5.2 and RFC 8707 error codes: the request itself is wrong."""
 
 
+@dataclass(eq=False, repr=False)
 class TokenError(Exception):
     """The token endpoint did not give us a usable token.
 
     Carries the RFC 6749 §5.2 error fields when the endpoint sent them. The
     message never contains a secret or a token: response bodies are described
-    (type, size), never quoted.
+    (type, size), never quoted. A dataclass so that `dataclasses.replace`
+    makes a copy with a field changed; compared and hashed by identity, as
+    exceptions are.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        error: str | None = None,
-        error_description: str | None = None,
-        error_uri: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.message = message
-        self.status = status
-        self.error = error
-        self.error_description = error_description
-        self.error_uri = error_uri
-        self.retry_after = retry_after
-        """Seconds the endpoint asked us to wait (`Retry-After`)."""
-        super().__init__(str(self))
+    message: str
+    _: KW_ONLY
+    status: int | None = None
+    error: str | None = None
+    error_description: str | None = None
+    error_uri: str | None = None
+    retry_after: float | None = None
+    """Seconds the endpoint asked us to wait (`Retry-After`)."""
 
-    def but(self, **changes: object) -> TokenError:
-        """A copy with some fields changed."""
-        fields: dict[str, object] = {
-            "message": self.message,
-            "status": self.status,
-            "error": self.error,
-            "error_description": self.error_description,
-            "error_uri": self.error_uri,
-            "retry_after": self.retry_after,
-        }
-        fields.update(changes)
-        return TokenError(**fields)  # type: ignore[arg-type]
+    def __post_init__(self) -> None:
+        super().__init__(str(self))  # what a traceback prints: the whole message
 
     @property
     def permanent(self) -> bool:

@@ -12,6 +12,7 @@ import time
 from .errors import TokenError
 from .model import DEFAULT_HEADER_VALUE, Rule
 from .oauth.response import Token
+from .secret import redacted
 
 Fields = tuple[tuple[bytes, bytes], ...]
 """Header fields as the wire has them: (name, value) pairs of bytes."""
@@ -45,10 +46,10 @@ def header_value(rule: Rule, token: Token) -> str:
 def redacted_header_value(rule: Rule, token: Token) -> str:
     """What flows keep once the request has been sent: the token's fingerprint in its place."""
     scheme = rule.token_type or token.token_type
-    redacted = f"[redacted sha256:{token.access_token.fingerprint}]"
+    mark = redacted(token.access_token.fingerprint)
     if rule.header_value == DEFAULT_HEADER_VALUE:
-        return f"{scheme} {redacted}"
-    return rule.header_value.format(token_type=scheme, access_token=redacted)
+        return f"{scheme} {mark}"
+    return rule.header_value.format(token_type=scheme, access_token=mark)
 
 
 class Injection:
@@ -61,8 +62,16 @@ class Injection:
     fingerprint only.
     """
 
-    __slots__ = ("comment", "fields", "metadata", "redacted", "replaced", "rule", "token",
-                 "token_field")  # fmt: skip
+    __slots__ = (
+        "comment",
+        "fields",
+        "metadata",
+        "redacted",
+        "replaced",
+        "rule",
+        "token",
+        "token_field",
+    )
 
     def __init__(self, rule: Rule, token: Token, usable_until: float | None) -> None:
         """`usable_until`: wall-clock time (epoch seconds) until which the token is handed out."""
@@ -83,10 +92,12 @@ class Injection:
         if usable_until is not None:
             until = f", usable until {time.strftime('%H:%M:%S', time.localtime(usable_until))}"
         self.metadata: dict[str, object] = {
-            "action": "injected", "rule": rule.name, "token": fingerprint,
+            "action": "injected",
+            "rule": rule.name,
+            "token": fingerprint,
             "token_type": rule.token_type or token.token_type,
             "usable_until": None if usable_until is None else round(usable_until),
-        }  # fmt: skip
+        }
         self.comment = f"rule {rule.name}: token sha256:{fingerprint}{until}"
 
     def __repr__(self) -> str:

@@ -14,6 +14,12 @@ def fingerprint(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:8]
 
 
+def redacted(digest: str) -> str:
+    """What stands in for a token cut out of a flow, given its `fingerprint`: one spelling
+    for headers and token exchanges alike, so that an operator can match them up."""
+    return f"[redacted sha256:{digest}]"
+
+
 class Secret:
     """A string that hides itself from `repr()`, `str()`, f-strings and logs.
 

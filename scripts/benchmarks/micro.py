@@ -24,6 +24,7 @@ def forget_log_handlers(*masters: object) -> None:
 
 def measure(rounds: int) -> Results:
     from mitm_oauth.mitm.addon import ClientCredentials
+    from mitm_oauth.model import Credentials
     from mitm_oauth.oauth.response import Token
     from mitm_oauth.secret import Secret
     from mitmproxy.hooks import Hook
@@ -49,7 +50,11 @@ def measure(rounds: int) -> Results:
 
     async def side_by_side_calls(rules: Path, n: int = 2000) -> tuple[list[float], list[float]]:
         """Rounds of the trivial hook and ours, alternating, so both see the same machine."""
-        ours_addon, trivial_addon = ClientCredentials(), Trivial()
+
+        async def fetch(creds: Credentials) -> Token:
+            return Token(Secret("tok"), "Bearer", 86400)
+
+        ours_addon, trivial_addon = ClientCredentials(fetch=fetch), Trivial()
         ours_flow, trivial_flow = flow(), flow()
         ours_hook, trivial_hook = (
             HttpRequestHeadersHook(ours_flow),
@@ -58,11 +63,6 @@ def measure(rounds: int) -> Results:
         with taddons.context(trivial_addon) as trivial_ctx, taddons.context(ours_addon) as tctx:
             try:
                 tctx.configure(ours_addon, oauth_rules=str(rules))
-
-                async def fetch(creds: object) -> Token:
-                    return Token(Secret("tok"), "Bearer", 86400)
-
-                ours_addon.cache._fetch = fetch
                 await tctx.master.addons.handle_lifecycle(ours_hook)
                 assert ours_flow.request.headers["Authorization"].startswith("Bearer")
                 trivial, ours = [], []

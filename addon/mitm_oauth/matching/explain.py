@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from .hosts import default_port
 from .index import AmbiguousRequest, Destination, RuleIndex, why_not
 
 
@@ -12,7 +13,7 @@ def destination_of_url(url: str, method: str = "GET") -> Destination:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an absolute http(s) URL: {url!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = parts.port or default_port(parts.scheme)
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query

@@ -102,6 +102,11 @@ def _checked(host: str) -> str:
     return host
 
 
+def default_port(scheme: str) -> int:
+    """The port a URL without one names: 443 for https, 80 otherwise (http)."""
+    return 443 if scheme == "https" else 80
+
+
 def is_ip_address(host: str) -> bool:
     if ":" not in host and not host.replace(".", "").isdigit():  # as in _checked
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,9 +26,20 @@ PURGE_INTERVAL = 10.0
 """At most one purge per credential set in this many seconds, however many 401s arrive."""
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A token as the cache hands it out, with how long it does: one object per fetched token,
+    so a request that takes it from the cache needs no second look-up."""
+
+    token: Token
+    usable_until: float | None
+    """Wall-clock time (`time.time()`) until which the cache hands the token out; None for a
+    token that arrived past it, which goes to the requests that waited for it only."""
+
+
 @dataclass
 class _Entry:
-    token: Token | None = None
+    lease: Lease | None = None
     fetched_at: float = 0.0
     refresh_at: float = 0.0
     """From here on, a request starts a refresh in the background."""
@@ -45,6 +57,10 @@ class _Entry:
     fetches: int = 0
     failed_fetches: int = 0
     purges: int = 0
+
+    @property
+    def token(self) -> Token | None:
+        return None if self.lease is None else self.lease.token
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,9 @@ class Status:
     failed_fetches: int
     purges: int
 
+
+Fetch = Callable[[Credentials], Awaitable[Token]]
+"""Asks a token endpoint for a credential set's token: `TokenClient.fetch`, or a stand-in."""
 
 Event = dict[str, object]
 """A JSON-ready record of something that happened: fetch, failure, purge."""
@@ -91,7 +110,7 @@ class TokenCache:
 
     def __init__(
         self,
-        fetch: Callable[[Credentials], Awaitable[Token]],
+        fetch: Fetch,
         *,
         expiry_delta: float = DEFAULT_EXPIRY_DELTA,
         default_lifetime: float = DEFAULT_LIFETIME,
@@ -117,10 +136,10 @@ class TokenCache:
         # Keyed by the new rules' own (equal) objects: a lookup by identity skips __eq__.
         self._entries = {c: self._entries[c] for c in self._rule_names if c in self._entries}
 
-    def cached(self, creds: Credentials) -> Token | None:
+    def cached(self, creds: Credentials) -> Lease | None:
         """The usable token, without waiting; starts a background refresh when it is due."""
         entry = self._entries.get(creds)
-        if entry is None or entry.token is None:
+        if entry is None or entry.lease is None:
             return None
         now = self._clock()
         if now >= entry.usable_until:
@@ -128,20 +147,21 @@ class TokenCache:
         if now >= entry.refresh_at and entry.fetch is None and now >= entry.retry_at:
             self._start_fetch(creds, entry, "refresh ahead").add_done_callback(_quietly)
         entry.hits += 1
-        return entry.token
+        return entry.lease
 
-    async def get(self, creds: Credentials) -> Token:
+    async def get(self, creds: Credentials) -> Lease:
         """The usable token, or a fetched one; raises TokenError when none can be had."""
-        token = self.cached(creds)
-        if token is not None:
-            return token
+        lease = self.cached(creds)
+        if lease is not None:
+            return lease
         entry = self._entries.setdefault(creds, _Entry())
         now = self._clock()
         if entry.fetch is None:
             if entry.last_error is not None and now < entry.retry_at:
                 wait = entry.retry_at - now
-                raise entry.last_error.but(
-                    message=f"{entry.last_error.message} (next attempt in {wait:.0f} s)"
+                raise dataclasses.replace(
+                    entry.last_error,
+                    message=f"{entry.last_error.message} (next attempt in {wait:.0f} s)",
                 )
             reason = "first use" if entry.token is None else "expired"
             if entry.last_error is not None:
@@ -164,12 +184,14 @@ class TokenCache:
             return False
         entry.last_purge = now
         entry.purges += 1
-        entry.token = None
+        entry.lease = None
         entry.usable_until = entry.refresh_at = 0.0
         log.warning(
             "token sha256:%s for rule %s dropped: %s",
-            token.access_token.fingerprint, self._names(creds), why,
-        )  # fmt: skip
+            token.access_token.fingerprint,
+            self._names(creds),
+            why,
+        )
         self._emit("purge", creds, token=token.access_token.fingerprint, why=why)
         return True
 
@@ -187,14 +209,6 @@ class TokenCache:
         dropped = sum(1 for e in self._entries.values() if e.token is not None)
         self._entries.clear()  # fetches under way still answer their waiters
         return dropped
-
-    def usable_for(self, creds: Credentials) -> float | None:
-        """Seconds the current token of `creds` will still be handed out, if it has one."""
-        entry = self._entries.get(creds)
-        now = self._clock()
-        if entry is None or entry.token is None or now >= entry.usable_until:
-            return None
-        return entry.usable_until - now
 
     def credential_sets(self) -> dict[Credentials, tuple[str, ...]]:
         """Every credential set in use, with the names of the rules that use it."""
@@ -227,14 +241,15 @@ class TokenCache:
 
     def _emit(self, event: str, creds: Credentials, **fields: object) -> None:
         if self.on_event is not None:
-            self.on_event({"event": event, "rules": list(self._rule_names.get(creds, ())),
-                           **fields})  # fmt: skip
+            self.on_event(
+                {"event": event, "rules": list(self._rule_names.get(creds, ())), **fields}
+            )
 
-    def _start_fetch(self, creds: Credentials, entry: _Entry, reason: str) -> asyncio.Task[Token]:
+    def _start_fetch(self, creds: Credentials, entry: _Entry, reason: str) -> asyncio.Task[Lease]:
         entry.fetch = asyncio.create_task(self._refresh(creds, entry, reason))
         return entry.fetch
 
-    async def _refresh(self, creds: Credentials, entry: _Entry, reason: str) -> Token:
+    async def _refresh(self, creds: Credentials, entry: _Entry, reason: str) -> Lease:
         started = self._clock()
         entry.fetches += 1
         try:
@@ -246,7 +261,6 @@ class TokenCache:
         finally:
             entry.fetch = None
         lifetime = token.expires_in or self.default_lifetime
-        entry.token = token
         entry.fetched_at = started
         entry.usable_until = started + lifetime - min(self.expiry_delta, lifetime / 2)
         entry.refresh_at = min(started + lifetime * self.refresh_ahead, entry.usable_until)
@@ -259,7 +273,10 @@ class TokenCache:
             else f"no expires_in, assuming {lifetime:g} s"
         )
         received = self._clock()
-        if received >= entry.usable_until:
+        stale = received >= entry.usable_until
+        wall_until = time.time() + entry.usable_until - received
+        entry.lease = lease = Lease(token, None if stale else wall_until)
+        if stale:
             expires += ", already past its usable time: sent with the waiting requests only"
             if not entry.warned_stale:
                 entry.warned_stale = True
@@ -267,8 +284,10 @@ class TokenCache:
                     "rule %s: the token endpoint took %.1f s to issue a token that lives %g s: "
                     "each token goes only to the requests that waited for it, and every later "
                     "request waits for a new one; the endpoint sees one request at a time",
-                    self._names(creds), received - started, lifetime,
-                )  # fmt: skip
+                    self._names(creds),
+                    received - started,
+                    lifetime,
+                )
         latency = (received - started) * 1000
         log.info(
             "token fetched for rule %s (%s) in %.0f ms: sha256:%s, %s, scopes %s",
@@ -280,10 +299,16 @@ class TokenCache:
             " ".join(creds.scopes) or "(none)",
         )
         self._emit(
-            "fetch", creds, reason=reason, latency_ms=round(latency), expires_in=token.expires_in,
-            lifetime=lifetime, token=token.access_token.fingerprint, scopes=list(creds.scopes),
-        )  # fmt: skip
-        return token
+            "fetch",
+            creds,
+            reason=reason,
+            latency_ms=round(latency),
+            expires_in=token.expires_in,
+            lifetime=lifetime,
+            token=token.access_token.fingerprint,
+            scopes=list(creds.scopes),
+        )
+        return lease
 
     def _failed(
         self, creds: Credentials, entry: _Entry, reason: str, error: TokenError, started: float
@@ -304,16 +329,28 @@ class TokenCache:
         log.warning(
             "token fetch for rule %s failed (%s) after %.0f ms: %s; %s failure %d, "
             "next attempt in %.1f s%s",
-            self._names(creds), reason, (now - started) * 1000, error, kind,
-            entry.failures, delay, still,
-        )  # fmt: skip
+            self._names(creds),
+            reason,
+            (now - started) * 1000,
+            error,
+            kind,
+            entry.failures,
+            delay,
+            still,
+        )
         self._emit(
-            "failure", creds, reason=reason, latency_ms=round((now - started) * 1000),
-            message=error.message, status=error.status, error=error.error,
-            error_description=error.error_description, permanent=error.permanent,
+            "failure",
+            creds,
+            reason=reason,
+            latency_ms=round((now - started) * 1000),
+            message=error.message,
+            status=error.status,
+            error=error.error,
+            error_description=error.error_description,
+            permanent=error.permanent,
             next_attempt_in=round(delay, 1),
             still_using=entry.token.access_token.fingerprint if still and entry.token else None,
-        )  # fmt: skip
+        )
 
 
 def _state(entry: _Entry, usable: bool) -> str:
@@ -332,7 +369,7 @@ def _internal(e: Exception) -> TokenError:
     return TokenError(f"internal error while fetching the token ({type(e).__name__})")
 
 
-def _quietly(task: asyncio.Task[Token]) -> None:
+def _quietly(task: asyncio.Task[Lease]) -> None:
     """A background refresh's failure is logged by the cache; nobody else awaits it."""
     if not task.cancelled():
         task.exception()

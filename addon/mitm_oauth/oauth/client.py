@@ -154,9 +154,10 @@ class TokenClient:
             try:
                 token = await self._exchange(creds, auth, AuthStyle.PARAMS)
             except TokenError as params_error:
-                raise params_error.but(
+                raise dataclasses.replace(
+                    params_error,
                     message=f"client authentication failed both ways; in the header: "
-                    f"{header_error}; in the body: {params_error.message}"
+                    f"{header_error}; in the body: {params_error.message}",
                 ) from None
             style = AuthStyle.PARAMS
         self._detected_styles[key] = style
@@ -263,8 +264,9 @@ def _scrubbed(error: TokenError, redactor: Redactor) -> TokenError:
             text if text is None or len(text) <= MAX_ERROR_FIELD else text[:MAX_ERROR_FIELD] + "…"
         )
 
-    return error.but(
-        message=scrub(error.message),
+    return dataclasses.replace(
+        error,
+        message=redactor.redact(error.message),
         error=bounded(error.error),
         error_description=bounded(error.error_description),
         error_uri=bounded(error.error_uri),

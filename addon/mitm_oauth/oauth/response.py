@@ -23,7 +23,8 @@ MAX_EXPIRES_IN = 2**31 - 1
 """golang/oauth2 caps `expires_in` here too."""
 
 _KNOWN_TOKEN_TYPES = {"bearer": "Bearer", "mac": "MAC", "basic": "Basic"}
-_FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain")
+FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain")
+"""Media types read as form-encoded fields (golang/oauth2 reads `text/plain` so too)."""
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 """Visible ASCII: what a token's credentials may contain."""
 
@@ -39,13 +40,13 @@ class Token:
 
 def parse_token_response(status: int, content_type: str, body: bytes) -> Token:
     """Turn a token endpoint's answer into a `Token`, or raise `TokenError`."""
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    fields = _parse_body(media_type, body)
+    kind = media_type(content_type)
+    fields = _parse_body(kind, body)
     errors = _error_fields(fields)
     if not 200 <= status < 300:
         raise TokenError(f"token endpoint answered HTTP {status}", status=status, **errors)
     if fields is None:
-        described = media_type or "no content type"
+        described = kind or "no content type"
         raise TokenError(
             f"token endpoint answered HTTP {status} with a body that is not a JSON object "
             f"({described}, {len(body)} bytes)",
@@ -68,6 +69,11 @@ def parse_token_response(status: int, content_type: str, body: bytes) -> Token:
         expires_in=parse_expires_in(fields.get("expires_in"), status),
         scope=scope if isinstance(scope, str) and scope else None,
     )
+
+
+def media_type(content_type: str) -> str:
+    """`Application/JSON; charset=utf-8` → `application/json`: what the body is, no parameters."""
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 def normalise_token_type(value: object, status: int | None = None) -> str:
@@ -108,9 +114,9 @@ def parse_expires_in(value: object, status: int | None = None) -> int | None:
     return seconds or None
 
 
-def _parse_body(media_type: str, body: bytes) -> dict[str, Any] | None:
+def _parse_body(kind: str, body: bytes) -> dict[str, Any] | None:
     """The response's fields, or None when the body is not a map of fields."""
-    if media_type in _FORM_TYPES:
+    if kind in FORM_TYPES:
         try:
             return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
         except (UnicodeDecodeError, ValueError):

@@ -6,12 +6,12 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode
 
-from ..secret import fingerprint
+from ..oauth.response import FORM_TYPES, media_type
+from ..secret import fingerprint, redacted
 from .redaction import REDACTED, Redactor
 
 SECRET_PARAMS = frozenset({"client_secret", "client_assertion", "password"})
 TOKEN_FIELDS = frozenset({"access_token", "refresh_token", "id_token"})
-_FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain")
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,8 @@ def redact_token_response(content_type: str, body: bytes, redactor: Redactor) ->
     and UTF-32 included), as the token parser does, so what it found a token
     in is shown with the token cut out.
     """
-    media_type = content_type.split(";", 1)[0].strip().lower()
     text = body.decode(_json_encoding(body), "replace")
-    if media_type in _FORM_TYPES:
+    if media_type(content_type) in FORM_TYPES:
         pairs = parse_qsl(text.removeprefix("\ufeff"), keep_blank_values=True)
         if pairs:
             return urlencode([(k, _fingerprinted(k, v)) for k, v in pairs], safe="[]:").encode()
@@ -87,5 +86,5 @@ def _json_encoding(body: bytes) -> str:
 
 def _fingerprinted(key: str, value: object) -> object:
     if key in TOKEN_FIELDS and isinstance(value, str):
-        return f"[redacted sha256:{fingerprint(value)}]"
+        return redacted(fingerprint(value))
     return value
