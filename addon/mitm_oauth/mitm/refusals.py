@@ -18,6 +18,7 @@ import hmac
 import json
 import logging
 import secrets
+from collections.abc import Iterable, Mapping
 
 import h11
 from mitmproxy import connection, ctx, http
@@ -71,7 +72,7 @@ class Refusals:
             self._server.close()
         self._server = self._starting = self.port = None
 
-    def refuse(self, flow: http.HTTPFlow, status: int, body: dict[str, object]) -> None:
+    def refuse(self, flow: http.HTTPFlow, status: int, body: Mapping[str, object]) -> None:
         """Answer `flow` with `status` and `body` (JSON) instead of sending it on."""
         content = json.dumps(body)
         if not _streamed(flow):
@@ -80,17 +81,17 @@ class Refusals:
                 status, content, {"Content-Type": "application/json"}
             )
         elif self.port is not None:
-            self._divert(flow, status, content)
+            self._divert(flow, status, content, self.port)
         else:  # no endpoint to answer it: the request must still not go upstream
             flow.kill()
 
-    def _divert(self, flow: http.HTTPFlow, status: int, content: str) -> None:
+    def _divert(self, flow: http.HTTPFlow, status: int, content: str, port: int) -> None:
         request = flow.request
         data = request.data
         flow.metadata[_DIVERTED] = (data.scheme, data.host, data.port)
-        data.scheme, data.host, data.port = b"http", "127.0.0.1", self.port
+        data.scheme, data.host, data.port = b"http", "127.0.0.1", port
         # A new server connection: not the tunnel's, not through an upstream proxy.
-        flow.server_conn = connection.Server(address=("127.0.0.1", self.port))
+        flow.server_conn = connection.Server(address=("127.0.0.1", port))
         carried = base64.urlsafe_b64encode(content.encode()).decode()
         request.headers[CARRIER] = f"{self._key} {status} {carried}"
 
@@ -161,7 +162,7 @@ async def _answer(key: str, reader: asyncio.StreamReader, writer: asyncio.Stream
             await writer.wait_closed()
 
 
-def _carried(key: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes] | None:
+def _carried(key: str, headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, bytes] | None:
     """The status and body a diverted request carries; None without the key."""
     for name, value in headers:
         if name.lower() == CARRIER.lower().encode():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Mapping
 
 from mitmproxy import http
 
@@ -47,7 +48,7 @@ class Refuser:
         self.answer(flow, 502, body, f"{name}: no token, 502: {details['message']}")
 
     def answer(
-        self, flow: http.HTTPFlow, status: int, body: dict[str, object], comment: str
+        self, flow: http.HTTPFlow, status: int, body: Mapping[str, object], comment: str
     ) -> None:
         """Refuse `flow` with `status` and `body`, and say so where operators look."""
         annotate(flow, {"action": "refused", **body}, comment)

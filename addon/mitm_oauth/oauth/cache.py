@@ -45,7 +45,7 @@ class _Entry:
     """From here on, a request starts a refresh in the background."""
     usable_until: float = 0.0
     """From here on, the token is not handed out any more."""
-    fetch: asyncio.Task[Token] | None = None
+    fetch: asyncio.Task[Lease] | None = None
     failures: int = 0
     last_error: TokenError | None = None
     retry_at: float = 0.0

@@ -12,7 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, cast
 from urllib.parse import parse_qsl
 
 from ..errors import TokenError
@@ -132,12 +132,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _error_fields(fields: dict[str, Any] | None) -> dict[str, str]:
+class _ErrorFields(TypedDict, total=False):
+    error: str
+    error_description: str
+    error_uri: str
+
+
+def _error_fields(fields: dict[str, Any] | None) -> _ErrorFields:
     """The RFC 6749 §5.2 error fields the endpoint sent, as strings."""
     if not fields:
         return {}
-    return {
+    sent = {
         key: str(fields[key])
-        for key in ("error", "error_description", "error_uri")
+        for key in _ErrorFields.__annotations__
         if fields.get(key) not in (None, "")
     }
+    return cast(_ErrorFields, sent)

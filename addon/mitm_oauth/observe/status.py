@@ -20,16 +20,24 @@ def credential_label(status: Status) -> str:
 
 
 def status_rows(statuses: list[Status], injected: Counter[str]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for s in statuses:
         for rule in s.rules:
-            rows.append((
-                rule, credential_label(s), s.state,
-                f"sha256:{s.fingerprint}" if s.fingerprint else "-",
-                f"{s.usable_for:.0f} s" if s.usable_for is not None else "-",
-                str(s.fetches), str(s.failed_fetches), str(s.hits), str(s.purges),
-                str(injected[rule]), s.last_error or "-",
-            ))  # fmt: skip
+            rows.append(
+                (
+                    rule,
+                    credential_label(s),
+                    s.state,
+                    f"sha256:{s.fingerprint}" if s.fingerprint else "-",
+                    f"{s.usable_for:.0f} s" if s.usable_for is not None else "-",
+                    str(s.fetches),
+                    str(s.failed_fetches),
+                    str(s.hits),
+                    str(s.purges),
+                    str(injected[rule]),
+                    s.last_error or "-",
+                )
+            )
     return rows
 
 
