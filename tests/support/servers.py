@@ -90,9 +90,12 @@ class RecordingServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 recorded = Recorded(
-                    self.command, self.path, list(self.headers.items()), self.rfile.read(length),
+                    self.command,
+                    self.path,
+                    list(self.headers.items()),
+                    self.rfile.read(length),
                     client_cert=_common_name(self.connection),
-                )  # fmt: skip
+                )
                 with server._changed:
                     server.requests.append(recorded)
                     server._changed.notify_all()

@@ -47,10 +47,12 @@ class AllowedClients:
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
-            "oauth_allowed_clients", Sequence[str], list(DEFAULT_ALLOWED_CLIENTS),
+            "oauth_allowed_clients",
+            Sequence[str],
+            list(DEFAULT_ALLOWED_CLIENTS),
             "Client networks (CIDR) whose requests may get a token; others are refused with "
             "403. Requests that passed mitmproxy's proxyauth may get one from anywhere.",
-        )  # fmt: skip
+        )
 
     def configure(self, updated: set[str]) -> None:
         if "oauth_allowed_clients" in updated:

@@ -145,8 +145,11 @@ async def _answer(key: str, reader: asyncio.StreamReader, writer: asyncio.Stream
             elif isinstance(event, h11.EndOfMessage):
                 status, body = answer
                 headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-                for part in (h11.Response(status_code=status, headers=headers),
-                             h11.Data(data=body), h11.EndOfMessage()):  # fmt: skip
+                for part in (
+                    h11.Response(status_code=status, headers=headers),
+                    h11.Data(data=body),
+                    h11.EndOfMessage(),
+                ):
                     writer.write(conn.send(part) or b"")
                 await writer.drain()
                 if conn.our_state is h11.MUST_CLOSE:

@@ -22,10 +22,19 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 """RFC 9110 §9.2.2: sending these twice has the effect of sending them once."""
 HOP_BY_HOP = frozenset(
     {
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-        "trailer", "transfer-encoding", "upgrade", "proxy-connection", "host", "content-length",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "host",
+        "content-length",
     }
-)  # fmt: skip
+)
 
 
 def can_replay(flow: http.HTTPFlow) -> bool:
@@ -121,9 +130,12 @@ class Replayer:
         except TimeoutError:
             raise ReplayRefused(f"no whole answer within {self.deadline:g} s") from None
         response_headers = http.Headers(
-            [(k.encode(), v.encode()) for k, v in answer.headers.multi_items()
-             if k.lower() not in HOP_BY_HOP]
-        )  # fmt: skip
+            [
+                (k.encode(), v.encode())
+                for k, v in answer.headers.multi_items()
+                if k.lower() not in HOP_BY_HOP
+            ]
+        )
         response_headers["Content-Length"] = str(len(body))
         return http.Response(
             http_version=b"HTTP/1.1",

@@ -7,8 +7,19 @@ from urllib.parse import urlsplit
 
 from ..oauth.cache import Status
 
-COLUMNS = ("rule", "credentials", "state", "token", "expires in", "fetches", "failed",
-           "hits", "purges", "injected", "last error")  # fmt: skip
+COLUMNS = (
+    "rule",
+    "credentials",
+    "state",
+    "token",
+    "expires in",
+    "fetches",
+    "failed",
+    "hits",
+    "purges",
+    "injected",
+    "last error",
+)
 
 
 def credential_label(status: Status) -> str:
@@ -45,8 +56,10 @@ def format_table(rows: list[tuple[str, ...]]) -> str:
     if not rows:
         return "no rules loaded"
     widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in [COLUMNS, *rows]]  # fmt: skip
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [COLUMNS, *rows]
+    ]
     return "\n".join(lines)
 
 
