@@ -28,7 +28,7 @@ def test_host_header_naming_another_host_gets_no_token(start_proxy, idp, api):
     curl(proxy, f"{api.origin}/v1", "-H", f"Host: 127.0.0.1:{api.port + 1}")
     curl(proxy, f"{api.origin}/v1")
     assert authorizations(api) == [None, None, "Bearer sentinel-token-1"]
-    assert "no token for a request to 127.0.0.1: the request also names" in proxy.output
+    assert proxy.printed("no token for a request to 127.0.0.1: the request also names")
 
 
 def test_two_host_headers_get_no_token(start_proxy, idp, api):
@@ -198,7 +198,7 @@ def test_failing_refresh_serves_the_usable_token_then_fails_closed(start_proxy, 
     status, _ = curl(proxy, f"{api.origin}/2")
     assert status == 200
     proxy.wait_for_line(re.compile(r"token fetch for rule api failed \(refresh ahead\)"))
-    assert "still using sha256:" in proxy.output
+    assert proxy.printed("still using sha256:")
     threading.Event().wait(1.0)  # past the 4 s of use
     status, body = curl(proxy, f"{api.origin}/3")
     assert status == 502
@@ -220,7 +220,7 @@ def test_failures_back_off_and_client_traffic_does_not_reach_the_endpoint(
     assert len(idp.requests) == 1
     assert re.search(r"next attempt in (59|60) s", last["message"])
     assert api.requests == []
-    assert "transient failure 1, next attempt in 60.0 s" in proxy.output
+    assert proxy.printed("transient failure 1, next attempt in 60.0 s")
 
 
 def test_permanent_failures_are_reported_clearly(start_proxy, issuer, idp, api):
@@ -256,7 +256,7 @@ def test_upstream_401_purges_the_token(start_proxy, idp):
         assert curl(proxy, f"{api.origin}/b")[0] == 200
         assert curl(proxy, f"{api.origin}/c")[0] == 200
     assert authorizations(api) == ["Bearer sentinel-token-1"] + ["Bearer sentinel-token-2"] * 2
-    assert "dropped: upstream answered 401 to GET 127.0.0.1" in proxy.output
+    assert proxy.printed("dropped: upstream answered 401 to GET 127.0.0.1")
 
 
 def test_retry_on_401_replays_idempotent_requests_once(start_proxy, idp):

@@ -144,6 +144,11 @@ class Mitmdump:
             self._changed.wait_for(ready, timeout)
             return found()
 
+    def printed(self, text: str, timeout: float = 10.0) -> bool:
+        """Whether `text` has been printed, waiting up to `timeout` seconds: a line mitmdump
+        writes as it answers a request may still be on its way through the pipe."""
+        return self.wait_for_count(text, 1, timeout)
+
     def wait_for_count(self, text: str, count: int, timeout: float = 10.0) -> bool:
         """Whether `text` has been printed `count` times, waiting up to `timeout` seconds."""
         with self._changed:
