@@ -164,7 +164,9 @@ def test_non_bearer_tokens_need_the_rule_to_say_so(start_proxy, issuer, idp, api
 
 def test_refresh_ahead_does_not_make_requests_wait(start_proxy, issuer, idp, api):
     """The refresh is held at the endpoint; requests meanwhile go on with the current token."""
-    issuer.expires_in = 4  # usable 2 s (half), refreshed after 25 % = 1 s
+    # Usable 6 s (half), refreshed after 25 % = 3 s: requests 2 and 3 have 3 s to get through,
+    # room enough on a loaded machine.
+    issuer.expires_in = 12
     release = threading.Event()
 
     def slow_refresh(request: Recorded) -> Reply:
@@ -176,7 +178,7 @@ def test_refresh_ahead_does_not_make_requests_wait(start_proxy, issuer, idp, api
     curl(proxy, f"{api.origin}/1")
     issuer.reply = slow_refresh
     waited = threading.Event()
-    waited.wait(1.1)  # past the refresh point
+    waited.wait(3.1)  # past the refresh point
     curl(proxy, f"{api.origin}/2")  # starts the refresh in the background
     idp.wait_for_requests(2)
     curl(proxy, f"{api.origin}/3")  # the refresh is still held: current token
@@ -187,19 +189,19 @@ def test_refresh_ahead_does_not_make_requests_wait(start_proxy, issuer, idp, api
 
 
 def test_failing_refresh_serves_the_usable_token_then_fails_closed(start_proxy, issuer, idp, api):
-    issuer.expires_in = 6  # with oauth_expiry_delta=2: usable 4 s; refreshed from 3 s
+    issuer.expires_in = 12  # with oauth_expiry_delta=4: usable 8 s; refreshed from 6 s
     proxy = start_proxy(
         rules(rule("api", api, idp)),
-        options={"oauth_expiry_delta": "2", "oauth_refresh_ahead": "50"},
+        options={"oauth_expiry_delta": "4", "oauth_refresh_ahead": "50"},
     )
     curl(proxy, f"{api.origin}/1")
     issuer.reply = lambda r: Reply(503, {"error": "temporarily_unavailable"})
-    threading.Event().wait(3.1)
+    threading.Event().wait(6.1)  # past the refresh point, 1.9 s before the end of use
     status, _ = curl(proxy, f"{api.origin}/2")
     assert status == 200
     proxy.wait_for_line(re.compile(r"token fetch for rule api failed \(refresh ahead\)"))
     assert proxy.printed("still using sha256:")
-    threading.Event().wait(1.0)  # past the 4 s of use
+    threading.Event().wait(2.0)  # past the 8 s of use, however late request 2 was
     status, body = curl(proxy, f"{api.origin}/3")
     assert status == 502
     assert json.loads(body)["token_endpoint_error"] == "temporarily_unavailable"
