@@ -1,0 +1,1 @@
+"""Rules files into the model: the field table, loading, validation, file checks, schema."""

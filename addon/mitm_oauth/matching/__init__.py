@@ -1,0 +1,1 @@
+"""Which rule covers a request's real destination: host names, the rule index, explanations."""

@@ -1,0 +1,1 @@
+"""What operators see: redaction, the JSON event log, token exchanges, status."""
