@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -236,12 +237,13 @@ class TokenCache:
 
     async def _refresh(self, creds: Credentials, entry: _Entry, reason: str) -> Token:
         started = self._clock()
+        started_at = _wall_time()
         entry.fetches += 1
         try:
             token = await self._fetch(creds)
         except Exception as e:
             error = e if isinstance(e, TokenError) else _internal(e)
-            self._failed(creds, entry, reason, error, started)
+            self._failed(creds, entry, reason, error, started, started_at)
             raise error from None
         finally:
             entry.fetch = None
@@ -280,13 +282,20 @@ class TokenCache:
             " ".join(creds.scopes) or "(none)",
         )
         self._emit(
-            "fetch", creds, reason=reason, latency_ms=round(latency), expires_in=token.expires_in,
-            lifetime=lifetime, token=token.access_token.fingerprint, scopes=list(creds.scopes),
+            "fetch", creds, reason=reason, started=started_at, latency_ms=round(latency),
+            expires_in=token.expires_in, lifetime=lifetime,
+            token=token.access_token.fingerprint, scopes=list(creds.scopes),
         )  # fmt: skip
         return token
 
     def _failed(
-        self, creds: Credentials, entry: _Entry, reason: str, error: TokenError, started: float
+        self,
+        creds: Credentials,
+        entry: _Entry,
+        reason: str,
+        error: TokenError,
+        started: float,
+        started_at: str,
     ) -> None:
         now = self._clock()
         entry.failures += 1
@@ -308,12 +317,20 @@ class TokenCache:
             entry.failures, delay, still,
         )  # fmt: skip
         self._emit(
-            "failure", creds, reason=reason, latency_ms=round((now - started) * 1000),
+            "failure", creds, reason=reason, started=started_at,
+            latency_ms=round((now - started) * 1000),
             message=error.message, status=error.status, error=error.error,
             error_description=error.error_description, permanent=error.permanent,
             next_attempt_in=round(delay, 1),
             still_using=entry.token.access_token.fingerprint if still and entry.token else None,
         )  # fmt: skip
+
+
+def _wall_time() -> str:
+    """Now, as events give times: read next to the clock that refresh points count on, so that
+    events say exactly when a fetch started (an event's own time is when it was written,
+    after the log line, which a loaded machine can delay by tens of milliseconds)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def _state(entry: _Entry, usable: bool) -> str:
