@@ -1,10 +1,10 @@
 """End to end under load: many connections, several rules, tokens expiring all along.
 
-200 concurrent connections send 2,400 requests across three rules (two
-credential sets, HTTP and HTTPS) while tokens live 8 s and roll over every
-4 s. Every request must succeed with a token that was valid when the API
-received it, and the token endpoint must see a fetch only when a token reached
-its refresh point.
+2,400 requests, 200 at a time, go across three rules (two credential
+sets, HTTP and HTTPS) while tokens live 8 s and roll over every 4 s. Every
+request must succeed with a token that was valid when the API received it,
+and the token endpoint must see a fetch only when a token reached its refresh
+point.
 """
 
 from __future__ import annotations
@@ -103,8 +103,14 @@ def test_sustained_load_with_rolling_tokens(start_proxy, issuer, server_cert, tm
         targets = [f"{plain.origin}/a", f"{tls.origin}/a", f"{plain.origin}/b"]
 
         async def load() -> tuple[list[int], float]:
+            # Room for CONNECTIONS to each of the two origins, kept open: with less, httpcore
+            # closes an idle connection to open one to the other origin (or when its keep-alive
+            # expires), and can pick one it has just given to a waiting request, which then
+            # fails with a ReadError (encode/httpcore#1110). The gate keeps CONNECTIONS in use.
             limits = httpx.Limits(
-                max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS
+                max_connections=2 * CONNECTIONS,
+                max_keepalive_connections=2 * CONNECTIONS,
+                keepalive_expiry=None,
             )
             gate = asyncio.Semaphore(CONNECTIONS)
             async with async_client(proxy, limits=limits) as http:
