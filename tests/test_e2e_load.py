@@ -103,21 +103,26 @@ def test_sustained_load_with_rolling_tokens(start_proxy, issuer, server_cert, tm
         targets = [f"{plain.origin}/a", f"{tls.origin}/a", f"{plain.origin}/b"]
 
         async def load() -> tuple[list[int], float]:
-            # Room for CONNECTIONS to each of the two origins, kept open: with less, httpcore
-            # closes an idle connection to open one to the other origin (or when its keep-alive
-            # expires), and can pick one it has just given to a waiting request, which then
-            # fails with a ReadError (encode/httpcore#1110). The gate keeps CONNECTIONS in use.
-            limits = httpx.Limits(
-                max_connections=2 * CONNECTIONS,
-                max_keepalive_connections=2 * CONNECTIONS,
-                keepalive_expiry=None,
-            )
+            # One client, so one connection pool, per origin, each with its share of the
+            # connections, kept open: a pool for both origins closes an idle connection to open
+            # one to the other origin (and closes connections whose keep-alive expired), and can
+            # pick one it has just given to a waiting request, which then fails with a ReadError
+            # (encode/httpcore#1110).
+            def pool(share: int) -> httpx.Limits:
+                return httpx.Limits(
+                    max_connections=share, max_keepalive_connections=share, keepalive_expiry=None
+                )
+
             gate = asyncio.Semaphore(CONNECTIONS)
-            async with async_client(proxy, limits=limits) as http:
+            async with (
+                async_client(proxy, limits=pool(CONNECTIONS * 2 // 3)) as to_plain,
+                async_client(proxy, limits=pool(CONNECTIONS // 3)) as to_tls,
+            ):
+                clients = [to_plain, to_tls, to_plain]  # as targets
 
                 async def one(i: int) -> int:
                     async with gate:
-                        response = await http.get(f"{targets[i % 3]}/{i}")
+                        response = await clients[i % 3].get(f"{targets[i % 3]}/{i}")
                         return response.status_code
 
                 started = time.monotonic()
