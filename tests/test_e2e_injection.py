@@ -114,14 +114,18 @@ def test_concurrent_cold_start_makes_one_token_request(start_proxy, issuer, idp,
 
 
 def test_expired_token_is_refreshed_once(start_proxy, issuer, idp, api):
-    # expires_in 4 s: the 10 s early expiry is capped at half the lifetime, so reuse for 2 s.
-    issuer.expires_in = 4
+    # expires_in 8 s: the 10 s early expiry is capped at half the lifetime, so reuse for 4 s
+    # from when the proxy asked for the token: time enough for two requests on a loaded machine.
+    issuer.expires_in = 8
     proxy = start_proxy(rules(rule("api", api, idp)))
-    started = time.monotonic()
     curl(proxy, f"{api.origin}/a")
+    # The proxy asked for the token before it answered /a, so the token is out of use 4 s from
+    # now at the latest (both processes read the same monotonic clock). Counting from before
+    # /a instead let /c, on a loaded machine, still get the first token.
+    expired_by = time.monotonic() + 4
     curl(proxy, f"{api.origin}/b")
     assert len(idp.requests) == 1
-    time.sleep(max(0.0, 2.2 - (time.monotonic() - started)))  # let the token reach its expiry
+    time.sleep(max(0.0, expired_by - time.monotonic()))  # nothing to wait on: time must pass
     curl(proxy, f"{api.origin}/c")
     curl(proxy, f"{api.origin}/d")
     assert len(idp.requests) == 2

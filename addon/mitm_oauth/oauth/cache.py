@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -251,12 +252,13 @@ class TokenCache:
 
     async def _refresh(self, creds: Credentials, entry: _Entry, reason: str) -> Lease:
         started = self._clock()
+        started_at = _wall_time()
         entry.fetches += 1
         try:
             token = await self._fetch(creds)
         except Exception as e:
             error = e if isinstance(e, TokenError) else _internal(e)
-            self._failed(creds, entry, reason, error, started)
+            self._failed(creds, entry, reason, error, started, started_at)
             raise error from None
         finally:
             entry.fetch = None
@@ -302,6 +304,7 @@ class TokenCache:
             "fetch",
             creds,
             reason=reason,
+            started=started_at,
             latency_ms=round(latency),
             expires_in=token.expires_in,
             lifetime=lifetime,
@@ -311,7 +314,13 @@ class TokenCache:
         return lease
 
     def _failed(
-        self, creds: Credentials, entry: _Entry, reason: str, error: TokenError, started: float
+        self,
+        creds: Credentials,
+        entry: _Entry,
+        reason: str,
+        error: TokenError,
+        started: float,
+        started_at: str,
     ) -> None:
         now = self._clock()
         entry.failures += 1
@@ -342,6 +351,7 @@ class TokenCache:
             "failure",
             creds,
             reason=reason,
+            started=started_at,
             latency_ms=round((now - started) * 1000),
             message=error.message,
             status=error.status,
@@ -351,6 +361,13 @@ class TokenCache:
             next_attempt_in=round(delay, 1),
             still_using=entry.token.access_token.fingerprint if still and entry.token else None,
         )
+
+
+def _wall_time() -> str:
+    """Now, as events give times: read next to the clock that refresh points count on, so that
+    events say exactly when a fetch started (an event's own time is when it was written,
+    after the log line, which a loaded machine can delay by tens of milliseconds)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
 def _state(entry: _Entry, usable: bool) -> str:
