@@ -6,6 +6,10 @@ import asyncio
 import ipaddress
 
 import pytest
+from mitmproxy import connection
+from mitmproxy.proxy import server_hooks
+from mitmproxy.test import taddons, tflow
+
 from mitm_oauth.access import (
     DEFAULT_ALLOWED_CLIENTS,
     client_address,
@@ -15,9 +19,6 @@ from mitm_oauth.access import (
 )
 from mitm_oauth.mitm.refusals import Refusals
 from mitm_oauth.mitm.self_access import SelfAccess
-from mitmproxy import connection
-from mitmproxy.proxy import server_hooks
-from mitmproxy.test import taddons, tflow
 
 DEFAULT = parse_networks(DEFAULT_ALLOWED_CLIENTS)
 

@@ -9,15 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tutils
+
 from mitm_oauth.errors import TokenError
 from mitm_oauth.mitm.addon import ClientCredentials
 from mitm_oauth.mitm.refusals import CARRIER
 from mitm_oauth.model import Credentials
 from mitm_oauth.oauth.response import Token
 from mitm_oauth.secret import Secret
-from mitmproxy import exceptions
-from mitmproxy.test import taddons, tutils
-
 from tests.support.inprocess import RULES, flow, run
 
 

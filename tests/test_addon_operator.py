@@ -8,15 +8,15 @@ import re
 from pathlib import Path
 
 import pytest
+from mitmproxy import exceptions
+from mitmproxy import flow as mflow
+from mitmproxy.test import taddons, tutils
+
 from mitm_oauth.errors import TokenError
 from mitm_oauth.mitm.addon import ClientCredentials
 from mitm_oauth.mitm.exchange_view import exchange_flow
 from mitm_oauth.observe.exchange import Exchange
 from mitm_oauth.secret import Secret
-from mitmproxy import exceptions
-from mitmproxy import flow as mflow
-from mitmproxy.test import taddons, tutils
-
 from tests.support.inprocess import RULES, Endpoint, flow, run
 
 

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mitm_oauth.mitm.addon import ClientCredentials
-from mitm_oauth.secret import Secret
 from mitmproxy import flow as mflow
 from mitmproxy import http
 from mitmproxy import io as mio
@@ -18,6 +16,8 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.addons.upstream_auth import UpstreamAuth
 from mitmproxy.test import taddons, tutils
 
+from mitm_oauth.mitm.addon import ClientCredentials
+from mitm_oauth.secret import Secret
 from tests.support.inprocess import RULES, Endpoint, flow, redacted, run
 from tests.support.servers import RecordingServer, Reply
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mitm_oauth.errors import TokenError
 from mitm_oauth.oauth.backoff import MAX_RETRY_AFTER, Backoff
 

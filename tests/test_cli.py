@@ -11,12 +11,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+
 from mitm_oauth.config.load import load_rules, parse_rules
 from mitm_oauth.config.schema import SCHEMA, schema_json
 from mitm_oauth.errors import RulesError
 from mitm_oauth.matching.explain import explain_url
 from mitm_oauth.matching.index import RuleIndex
-
 from tests.conftest import CLIENT_SECRET, rule, rules
 from tests.support.servers import Reply
 

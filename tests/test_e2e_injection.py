@@ -36,8 +36,9 @@ def test_http_request_gets_token_and_accept(start_proxy, idp, api):
     assert seen.path == "/v1/items?x=1"
     (token_request,) = idp.requests
     assert token_request.form == {"grant_type": ["client_credentials"], "scope": ["read write"]}
-    assert re.search(r"token fetched for rule api \(first use\) in \d+ ms: sha256:[0-9a-f]{8}",
-                     proxy.output)  # fmt: skip
+    assert re.search(
+        r"token fetched for rule api \(first use\) in \d+ ms: sha256:[0-9a-f]{8}", proxy.output
+    )
 
 
 def test_https_request_through_connect_gets_token(start_proxy, idp, api_tls):
@@ -88,8 +89,11 @@ def test_non_matching_traffic_is_untouched(start_proxy, idp, api, api_tls):
         http.get(f"{api_tls.origin}/v1/x")
     seen = api_tls.requests + api.requests
     assert [r.header("Authorization") for r in seen] == [
-        None, "Basic mine", "Bearer sentinel-token-1", None,
-    ]  # fmt: skip
+        None,
+        "Basic mine",
+        "Bearer sentinel-token-1",
+        None,
+    ]
     assert seen[0].header("Accept") == "text/plain"
     assert len(idp.requests) == 1
 
@@ -130,10 +134,12 @@ def test_expired_token_is_refreshed_once(start_proxy, issuer, idp, api):
     curl(proxy, f"{api.origin}/d")
     assert len(idp.requests) == 2
     assert [r.header("Authorization") for r in api.requests] == [
-        "Bearer sentinel-token-1", "Bearer sentinel-token-1",
-        "Bearer sentinel-token-2", "Bearer sentinel-token-2",
-    ]  # fmt: skip
-    assert "token fetched for rule api (expired)" in proxy.output
+        "Bearer sentinel-token-1",
+        "Bearer sentinel-token-1",
+        "Bearer sentinel-token-2",
+        "Bearer sentinel-token-2",
+    ]
+    assert proxy.printed("token fetched for rule api (expired)")
 
 
 def test_auth_style_header(start_proxy, idp, api):
@@ -171,8 +177,9 @@ def test_auth_style_auto_falls_back_and_remembers(start_proxy, issuer, idp, api,
     curl(proxy, f"{api_tls.origin}/")
     assert [basic_of(r) is not None for r in idp.requests] == [True, False, False]
     assert [r.header("Authorization") for r in api.requests + api_tls.requests] == [
-        "Bearer sentinel-token-1", "Bearer sentinel-token-2",
-    ]  # fmt: skip
+        "Bearer sentinel-token-1",
+        "Bearer sentinel-token-2",
+    ]
 
 
 def test_rules_with_equal_credentials_share_one_token(start_proxy, idp, api, api_tls):
@@ -181,7 +188,7 @@ def test_rules_with_equal_credentials_share_one_token(start_proxy, idp, api, api
     curl(proxy, f"{api.origin}/")
     curl(proxy, f"{api_tls.origin}/")
     assert len(idp.requests) == 1
-    assert "token fetched for rule one, two (first use)" in proxy.output
+    assert proxy.printed("token fetched for rule one, two (first use)")
 
 
 def test_krakend_auth0_example(start_proxy, issuer, idp, api_tls):
@@ -238,7 +245,7 @@ def test_token_endpoint_down_gives_502_and_nothing_goes_upstream(start_proxy, id
     assert streamed.status_code == 502
     assert api_tls.requests == []
     assert f"127.0.0.1:{closed_port}" in body["message"]
-    assert "token fetch for rule api failed (first use)" in proxy.output
+    assert proxy.printed("token fetch for rule api failed (first use)")
 
 
 def test_token_endpoint_error_reaches_the_client(start_proxy, issuer, idp, api):
@@ -254,7 +261,7 @@ def test_token_endpoint_error_reaches_the_client(start_proxy, issuer, idp, api):
     assert details["token_endpoint_error_description"] == "Bad client credentials"
     assert CLIENT_SECRET not in body
     assert api.requests == []
-    assert "'invalid_client'" in proxy.output
+    assert proxy.printed("'invalid_client'")
 
 
 def test_streamed_request_bodies_carry_the_token(start_proxy, idp, api_tls):
@@ -284,7 +291,7 @@ def test_invalid_rules_stop_mitmdump_with_a_clear_message(tmp_path: Path):
 def test_missing_rules_file_stops_mitmdump(tmp_path: Path):
     proxy = Mitmdump(tmp_path / "nope.yaml", tmp_path / "confdir")
     assert proxy.run_to_exit() != 0
-    assert f"{tmp_path / 'nope.yaml'}: file not found" in proxy.output
+    assert proxy.printed(f"{tmp_path / 'nope.yaml'}: file not found")
     assert "Traceback" not in proxy.output
 
 
@@ -297,7 +304,7 @@ def test_unset_variable_stops_mitmdump_naming_it(tmp_path: Path):
     )
     proxy = Mitmdump(rules_file, tmp_path / "confdir")
     assert proxy.run_to_exit() != 0
-    assert "field 'client_secret': environment variable BILLING_SECRET is not set" in proxy.output
+    assert proxy.printed("field 'client_secret': environment variable BILLING_SECRET is not set")
     assert "Traceback" not in proxy.output
 
 
@@ -309,7 +316,7 @@ def test_example_rules_file_starts(tmp_path: Path):
     )
     with proxy:
         assert proxy.port > 0
-    assert "1 rule(s) loaded" in proxy.output
+    assert proxy.printed("1 rule(s) loaded")
     assert isinstance(proxy, Mitmdump)
 
 
@@ -326,22 +333,20 @@ def curl_http2(proxy, url: str, *args: str) -> tuple[int, str]:
 
 def test_http2_requests_get_the_token(start_proxy, idp, api_tls):
     # The upstream speaks HTTP/1.1 only: mitmproxy translates.
-    proxy = start_proxy(rules(rule("api", api_tls, idp)),
-                        options={"connection_strategy": "lazy"})  # fmt: skip
+    proxy = start_proxy(rules(rule("api", api_tls, idp)), options={"connection_strategy": "lazy"})
     status, _ = curl_http2(proxy, f"{api_tls.origin}/v1/items")
     assert status == 200
-    assert f"GET {api_tls.origin}/v1/items HTTP/2.0" in proxy.output
+    assert proxy.printed(f"GET {api_tls.origin}/v1/items HTTP/2.0")
     assert api_tls.requests[0].header("Authorization") == "Bearer sentinel-token-1"
 
 
 def test_http2_authority_naming_another_host_gets_no_token(start_proxy, idp, api_tls):
-    proxy = start_proxy(rules(rule("api", api_tls, idp)),
-                        options={"connection_strategy": "lazy"})  # fmt: skip
+    proxy = start_proxy(rules(rule("api", api_tls, idp)), options={"connection_strategy": "lazy"})
     # Tunnelled to the API, but its :authority (curl's Host header in HTTP/2) names another host.
     status, _ = curl_http2(proxy, f"{api_tls.origin}/v1/items", "-H", "Host: other.example")
     assert status == 200
-    assert f"GET {api_tls.origin}/v1/items HTTP/2.0" in proxy.output
-    assert "no token for a request to 127.0.0.1" in proxy.output
+    assert proxy.printed(f"GET {api_tls.origin}/v1/items HTTP/2.0")
+    assert proxy.printed("no token for a request to 127.0.0.1")
     (seen,) = api_tls.requests  # passed on as the client sent it, without a token
     assert seen.header("Host") == "other.example"
     assert seen.header("Authorization") is None

@@ -90,16 +90,31 @@ def test_sustained_load_with_rolling_tokens(start_proxy, issuer, server_cert, tm
         a = {"client_id": "client-a", "auth_style": "params"}
         proxy = start_proxy(
             rules(
-                rule("a-plain", plain, idp, match={"host": plain.host, "port": plain.port,
-                     "scheme": "http", "path": "/a"}, **a),
-                rule("a-tls", tls, idp, match={"host": tls.host, "port": tls.port,
-                     "path": "/a"}, **a),
-                rule("b-plain", plain, idp, match={"host": plain.host, "port": plain.port,
-                     "scheme": "http", "path": "/b"}, client_id="client-b", auth_style="params"),
+                rule(
+                    "a-plain",
+                    plain,
+                    idp,
+                    match={"host": plain.host, "port": plain.port, "scheme": "http", "path": "/a"},
+                    **a,
+                ),
+                rule(
+                    "a-tls", tls, idp, match={"host": tls.host, "port": tls.port, "path": "/a"}, **a
+                ),
+                rule(
+                    "b-plain",
+                    plain,
+                    idp,
+                    match={"host": plain.host, "port": plain.port, "scheme": "http", "path": "/b"},
+                    client_id="client-b",
+                    auth_style="params",
+                ),
             ),
-            options={"oauth_expiry_delta": "3", "oauth_refresh_ahead": "50",
-                     "oauth_log_json": str(tmp_path / "events.jsonl")},
-        )  # fmt: skip
+            options={
+                "oauth_expiry_delta": "3",
+                "oauth_refresh_ahead": "50",
+                "oauth_log_json": str(tmp_path / "events.jsonl"),
+            },
+        )
         targets = [f"{plain.origin}/a", f"{tls.origin}/a", f"{plain.origin}/b"]
 
         async def load() -> tuple[list[int], float]:

@@ -18,9 +18,9 @@ import threading
 import hpack
 import httpx
 import pytest
-from mitm_oauth.access import listening_ports
 from mitmproxy import io
 
+from mitm_oauth.access import listening_ports
 from tests.conftest import async_client, client, curl, rule, rules
 from tests.support.clients import raw_http, raw_https
 from tests.support.proxy import ADDON, Mitmdump

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from mitm_oauth.config.fields import FIELDS, RULE_KEYS, reference_table
 from mitm_oauth.config.load import parse_rules
 from mitm_oauth.config.schema import SCHEMA
 from mitm_oauth.errors import RulesError
-
 from tests.support.proxy import ROOT
 
 BEGIN = "<!-- rule fields: generated from addon/mitm_oauth/config/fields.py; edit there -->\n"

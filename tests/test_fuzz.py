@@ -9,6 +9,7 @@ import math
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from mitm_oauth.config.load import parse_rules
 from mitm_oauth.errors import RulesError, TokenError
 from mitm_oauth.matching.hosts import connect_host, normalise_host, wire_host
@@ -46,9 +47,15 @@ token_fields = st.fixed_dictionaries(
 fuzz = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 content_types = st.sampled_from(
-    ["application/json", "application/json; charset=utf-8", "text/plain",
-     "application/x-www-form-urlencoded", "text/html", ""]
-)  # fmt: skip
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "text/html",
+        "",
+    ]
+)
 
 
 def check_token_or_error(status: int, content_type: str, body: bytes) -> None:
@@ -90,32 +97,50 @@ def test_expires_in_never_yields_a_non_finite_or_negative_lifetime(value):
 
 
 rule_documents = st.fixed_dictionaries(
-    {"rules": st.lists(
-        st.fixed_dictionaries(
-            {"name": json_values | st.sampled_from(["a", "b"])},
-            optional={
-                "match": json_values | st.fixed_dictionaries(
-                    {"host": json_values | st.sampled_from(
-                        ["a.example.com", "*.example.com", "*.com", "127.0.0.1", "bücher.de"])},
-                    optional={"port": json_values, "scheme": json_values, "path": json_values,
-                              "methods": json_values, "extra": json_values},
-                ),
-                "token_url": json_values | st.sampled_from(
-                    ["https://idp/t", "http://idp/t", "http://127.0.0.1/t"]),
-                "client_id": json_values,
-                "client_secret": json_values | st.just("${SECRET}"),
-                "scopes": json_values,
-                "endpoint_params": json_values,
-                "auth_style": json_values,
-                "accept": json_values,
-                "purge_on_status": json_values,
-                "retry_on_401": json_values,
-                "token_type": json_values,
-            },
-        ),
-        max_size=3,
-    )}
-)  # fmt: skip
+    {
+        "rules": st.lists(
+            st.fixed_dictionaries(
+                {"name": json_values | st.sampled_from(["a", "b"])},
+                optional={
+                    "match": json_values
+                    | st.fixed_dictionaries(
+                        {
+                            "host": json_values
+                            | st.sampled_from(
+                                [
+                                    "a.example.com",
+                                    "*.example.com",
+                                    "*.com",
+                                    "127.0.0.1",
+                                    "bücher.de",
+                                ]
+                            )
+                        },
+                        optional={
+                            "port": json_values,
+                            "scheme": json_values,
+                            "path": json_values,
+                            "methods": json_values,
+                            "extra": json_values,
+                        },
+                    ),
+                    "token_url": json_values
+                    | st.sampled_from(["https://idp/t", "http://idp/t", "http://127.0.0.1/t"]),
+                    "client_id": json_values,
+                    "client_secret": json_values | st.just("${SECRET}"),
+                    "scopes": json_values,
+                    "endpoint_params": json_values,
+                    "auth_style": json_values,
+                    "accept": json_values,
+                    "purge_on_status": json_values,
+                    "retry_on_401": json_values,
+                    "token_type": json_values,
+                },
+            ),
+            max_size=3,
+        )
+    }
+)
 
 
 @settings(fuzz, max_examples=400)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mitm_oauth.errors import TokenError
 from mitm_oauth.injection import Injection, replace_fields
 from mitm_oauth.model import Credentials, Match, Rule

@@ -7,6 +7,7 @@ import logging
 
 import hpack
 import pytest
+
 from mitm_oauth.observe.redaction import FEW, REDACTED, Redactor, spellings
 
 TOKEN = "t0k\\en'x\"y-é"

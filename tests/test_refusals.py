@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from mitm_oauth.mitm.refusals import CARRIER, Refusals
 from mitmproxy.test import taddons, tflow
+
+from mitm_oauth.mitm.refusals import CARRIER, Refusals
 
 
 async def ask(port: int, carrier: str | None, body: bytes = b"x" * 5000) -> bytes:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from mitm_oauth.config.load import load_rules, parse_rules
 from mitm_oauth.config.speedups import keep_unchanged
 from mitm_oauth.errors import RulesError

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mitm_oauth.config.load import load_rules
 from mitm_oauth.errors import RulesError
 from mitm_oauth.model import DEFAULT_HEADER_VALUE
-
 from tests.support.certs import CertificateAuthority, make_client_cert, new_key, write_key
 from tests.test_rules import parse, rule_with
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from mitm_oauth.errors import TokenError
 from mitm_oauth.oauth.response import MAX_EXPIRES_IN, parse_token_response
 

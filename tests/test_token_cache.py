@@ -7,6 +7,7 @@ import logging
 import time
 
 import pytest
+
 from mitm_oauth.errors import TokenError
 from mitm_oauth.model import Credentials, Match, Rule, credential_sets
 from mitm_oauth.oauth.cache import Lease, TokenCache

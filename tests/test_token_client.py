@@ -12,12 +12,12 @@ from urllib.parse import quote_plus
 
 import httpx
 import pytest
+
 from mitm_oauth.errors import TokenError
 from mitm_oauth.model import ClientCertificate, Credentials
 from mitm_oauth.oauth.client import MAX_ERROR_FIELD, TokenClient, parse_retry_after
 from mitm_oauth.observe.exchange import Exchange
 from mitm_oauth.secret import Secret, SecretFile
-
 from tests.support.certs import CertificateAuthority, make_client_cert
 from tests.support.servers import Recorded, RecordingServer, Reply
 from tests.test_token_request import URL, creds, jwt_creds

@@ -10,11 +10,11 @@ from urllib.parse import parse_qs
 
 import jwt
 import pytest
+
 from mitm_oauth.errors import TokenError
 from mitm_oauth.model import AssertionSettings, AuthStyle, Credentials
 from mitm_oauth.oauth.request import ClientAuth, basic_credentials, token_request
 from mitm_oauth.secret import Secret
-
 from tests.support.certs import new_key, write_key
 
 URL = "https://idp.example/token"

@@ -23,16 +23,16 @@ def forget_log_handlers(*masters: object) -> None:
 
 
 def measure(rounds: int) -> Results:
-    from mitm_oauth.mitm.addon import ClientCredentials
-    from mitm_oauth.model import Credentials
-    from mitm_oauth.oauth.response import Token
-    from mitm_oauth.secret import Secret
     from mitmproxy.hooks import Hook
     from mitmproxy.http import HTTPFlow
     from mitmproxy.master import Master
     from mitmproxy.proxy.layers.http import HttpRequestHeadersHook  # type: ignore[attr-defined]
     from mitmproxy.test import taddons, tflow, tutils
 
+    from mitm_oauth.mitm.addon import ClientCredentials
+    from mitm_oauth.model import Credentials
+    from mitm_oauth.oauth.response import Token
+    from mitm_oauth.secret import Secret
     from scripts.benchmarks.addons.trivial_addon import Trivial
 
     def flow() -> HTTPFlow:

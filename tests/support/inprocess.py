@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+from mitmproxy import http
+from mitmproxy.test import tflow, tutils
+
 from mitm_oauth.errors import TokenError
 from mitm_oauth.mitm.addon import ClientCredentials
 from mitm_oauth.model import Credentials
 from mitm_oauth.oauth.response import Token
 from mitm_oauth.secret import Secret
-from mitmproxy import http
-from mitmproxy.test import tflow, tutils
 
 RULES = """
 rules:

@@ -43,13 +43,18 @@ class Mitmdump:
         self.rules_file = rules_file
         args = [
             str(Path(sys.executable).parent / self.program),
-            "--listen-host", "127.0.0.1",
-            "--listen-port", "0",
-            "--set", f"confdir={confdir}",
-            "-s", str(script),
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+            "--set",
+            f"confdir={confdir}",
+            "-s",
+            str(script),
             *(arg for extra in more_scripts for arg in ("-s", str(extra))),
-            "--set", f"oauth_rules={rules_file}",
-        ]  # fmt: skip
+            "--set",
+            f"oauth_rules={rules_file}",
+        ]
         if upstream_ca is not None:
             args += ["--set", f"ssl_verify_upstream_trusted_ca={upstream_ca}"]
         for name, value in (options or {}).items():
@@ -104,9 +109,14 @@ class Mitmdump:
     def run_to_exit(self, timeout: float = 30.0) -> int:
         """For start-up failures: run until mitmdump exits by itself."""
         self.process = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, text=True, env=self.env, cwd=ROOT,
-        )  # fmt: skip
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=self.env,
+            cwd=ROOT,
+        )
         try:
             out, _ = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -175,9 +185,15 @@ class Mitmweb(Mitmdump):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.web_port = free_port() if web_port is None else web_port
         self.args += [
-            "--web-host", "127.0.0.1", "--web-port", str(self.web_port),
-            "--set", "web_open_browser=false", "--set", f"web_password={self.password}",
-        ]  # fmt: skip
+            "--web-host",
+            "127.0.0.1",
+            "--web-port",
+            str(self.web_port),
+            "--set",
+            "web_open_browser=false",
+            "--set",
+            f"web_password={self.password}",
+        ]
 
     @property
     def web_url(self) -> str:
