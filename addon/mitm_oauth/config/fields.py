@@ -44,6 +44,12 @@ class Field:
     schema: dict[str, Any] = field(default_factory=dict)
     """The JSON Schema of a `custom` field's value."""
 
+    def __post_init__(self) -> None:
+        if self.kind == "seconds" and self.maximum < 1:
+            raise ValueError(f"{self.name}: a seconds field needs its maximum")
+        if self.kind == "choice" and not self.choices:
+            raise ValueError(f"{self.name}: a choice field needs its choices")
+
     @property
     def key(self) -> str:
         return self.name.rpartition(".")[2]
