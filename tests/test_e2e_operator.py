@@ -6,8 +6,10 @@ import json
 import re
 import time
 
+import pytest
+
 from tests.conftest import CLIENT_SECRET, curl, rule, rules
-from tests.support.proxy import Mitmweb
+from tests.support.proxy import Mitmdump, Mitmweb
 from tests.support.servers import Reply
 
 
@@ -152,3 +154,34 @@ def wait_until(probe, timeout: float = 10.0):
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
     return result
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("oauth_rule=other.yaml", "unknown option oauth_rule (did you mean oauth_rules?)"),
+        (
+            "oauth_refresh_ahed=50",
+            "unknown option oauth_refresh_ahed (did you mean oauth_refresh_ahead?)",
+        ),
+        ("oauth_show_exchanges=yes", "oauth_show_exchanges must be one of auto, on, off"),
+        ("oauth_refresh_ahead=150", "oauth_refresh_ahead is a percentage: at most 100"),
+        ("oauth_token_timeout=0", "oauth_token_timeout must be at least 1"),
+        ("oauth_token_timeout=soon", "oauth_token_timeout: Not an integer: soon"),
+        ("oauth_reload=maybe", 'oauth_reload: Boolean must be "true", "false"'),
+    ],
+)
+def test_a_wrong_option_stops_mitmdump_with_one_line(tmp_path, option, message):
+    """mitmproxy keeps --set options for the scripts that declare them: a name no script
+    declares was accepted without a word, a value it could not parse dropped the script without
+    one, and an out-of-range value printed a traceback."""
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(
+        "rules:\n  - {name: api, match: {host: api.example.com}, "
+        "token_url: 'https://idp.example.com/token', client_id: c, client_secret: s}\n"
+    )
+    proxy = Mitmdump(rules_file, tmp_path / "confdir", options=dict([option.split("=", 1)]))
+    assert proxy.run_to_exit() == 1
+    errors = [line for line in proxy.output.splitlines() if message in line]
+    assert len(errors) == 1, proxy.output
+    assert "Traceback" not in proxy.output

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 
-from mitmproxy import http
+from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
@@ -77,10 +77,18 @@ class ClientCredentials:
         self.clients.load(loader)
         self.refusals.load(loader)
         options.add_options(loader)
+        for problem in options.apply_given(loader.master.options):
+            log.error("%s", problem)  # mitmdump stops on errors logged while it starts
         loader.master.commands.collect_commands(self.commands)
 
     def configure(self, updated: set[str]) -> None:
-        options.check(updated)
+        try:
+            options.check(updated)
+        except exceptions.OptionsError as e:
+            if self.started:  # a live change: mitmproxy refuses it and keeps the old value
+                raise
+            log.error("%s", e)  # at start-up: one line, and mitmdump stops (no traceback)
+            return
         options.configure_fetching(self.cache, self.client)
         self.responses.configure(updated)
         self.clients.configure(updated)
@@ -90,6 +98,8 @@ class ClientCredentials:
         self.watcher.configure(updated, self.started)
 
     def running(self) -> None:
+        for problem in options.unknown_options(ctx.options):
+            log.error("%s", problem)
         self.started = True
         self.refusals.running()
         self.final_check.place()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+
 from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
+from mitmproxy.optmanager import OptManager
 
 from ..oauth.backoff import Backoff
 from ..oauth.cache import DEFAULT_EXPIRY_DELTA, DEFAULT_LIFETIME, DEFAULT_REFRESH_AHEAD, TokenCache
@@ -19,6 +22,7 @@ MINIMUMS = {
     "oauth_replay_timeout": 1,
 }
 """The smallest value each numeric option takes: below it, a setting means nothing useful."""
+SHOW_EXCHANGES = ("auto", "on", "off")
 
 
 def add_options(loader: Loader) -> None:
@@ -70,7 +74,7 @@ def add_options(loader: Loader) -> None:
         "auto",
         "Show token exchanges as flows (secrets redacted): on, off, or auto "
         "(on in mitmweb and the console, off in mitmdump).",
-        choices=("auto", "on", "off"),
+        choices=SHOW_EXCHANGES,
     )
     loader.add_option(
         "oauth_log_json",
@@ -94,6 +98,46 @@ def check(updated: set[str]) -> None:
             raise exceptions.OptionsError(f"{option} must be at least {minimum}")
     if ctx.options.oauth_refresh_ahead > 100:
         raise exceptions.OptionsError("oauth_refresh_ahead is a percentage: at most 100")
+    if ctx.options.oauth_show_exchanges not in SHOW_EXCHANGES:  # mitmproxy does not check
+        raise exceptions.OptionsError(
+            f"oauth_show_exchanges must be one of {', '.join(SHOW_EXCHANGES)}"
+        )
+
+
+def apply_given(options: OptManager) -> list[str]:
+    """Set the `oauth_*` options given at start-up now that they are declared, one by one;
+    what is wrong with each that cannot be set.
+
+    mitmproxy keeps `--set` options for the scripts that declare them and sets
+    them in one batch: one value it cannot parse, and the whole batch (the rules
+    file's name included) is dropped without a word, and the script with it.
+    """
+    problems = []
+    for name, value in list(options.deferred.items()):
+        if name.startswith("oauth_") and name in options:
+            del options.deferred[name]
+            try:
+                options.set(*(f"{name}={v}" for v in getattr(value, "val", [value])))
+            except exceptions.OptionsError as e:
+                problems.append(f"{name}: {e}")
+    return problems
+
+
+def unknown_options(options: OptManager) -> list[str]:
+    """One line for each `oauth_*` option given at start-up that no addon declares.
+
+    mitmproxy says nothing of them: a mistyped `oauth_rule` would leave the
+    default rules file in use without a word.
+    """
+    ours = sorted(n for n in options.keys() if n.startswith("oauth_"))  # noqa: SIM118
+    problems = []
+    for name in options.deferred:
+        if name.startswith("oauth_"):
+            hint = difflib.get_close_matches(name, ours, n=1)
+            problems.append(
+                f"unknown option {name}" + (f" (did you mean {hint[0]}?)" if hint else "")
+            )
+    return problems
 
 
 def configure_fetching(cache: TokenCache, client: TokenClient) -> None:
