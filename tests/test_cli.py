@@ -120,12 +120,34 @@ def test_explain_matches_the_command(tmp_path):
     url = "https://api.example.com/v1/items"
     result = run("explain", str(path), url, "--method", "POST")
     assert result.returncode == 0
-    assert result.stdout == explain_url(RuleIndex(load_rules(path)), url, "POST") + "\n"
+    assert result.stdout == explain_url(RuleIndex(load_rules(path)), url, "POST").text + "\n"
     assert "→ rule v1" in result.stdout
     assert "all  matches too, but rule v1 is more specific" in result.stdout
     other = run("explain", str(path), "https://api.example.com/v1/../admin")
     assert "→ rule all" in other.stdout
     assert "could be read in more than one way" in other.stdout
+    assert other.returncode == 0
+
+
+def test_explain_exits_1_when_no_rule_matches_and_2_for_a_bad_url(tmp_path):
+    """So that a script can tell "no token" from a typo (before: 0 for both)."""
+    path = write(
+        tmp_path,
+        """\
+        rules:
+          - {name: v1, match: {host: api.example.com, path: /v1}, token_url: 'https://i/t',
+             client_id: a, client_secret: s}
+        """,
+    )
+    elsewhere = run("explain", str(path), "https://api.example.com/v2/items")
+    assert elsewhere.returncode == 1
+    assert "no rule matches: sent on without a token" in elsewhere.stdout
+    typo = run("explain", str(path), "not a url")
+    assert typo.returncode == 2
+    assert "not an absolute http(s) URL" in typo.stdout
+    ambiguous = run("explain", str(path), "https://api.example.com/v1/%2e%2e/admin")
+    assert ambiguous.returncode == 1
+    assert "could be read in more than one way" in ambiguous.stdout
 
 
 @pytest.mark.parametrize(

@@ -61,8 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.command == "explain":
-        print(explain_url(RuleIndex(rules), args.url, args.method))
-        return 0
+        explanation = explain_url(RuleIndex(rules), args.url, args.method)
+        print(explanation.text)
+        return 0 if explanation.rule else 1 if explanation.understood else 2
     sets = len(credential_sets(rules))
     print(f"{args.rules}: {len(rules)} rule(s), {sets} credential set(s): valid")
     if not args.fetch:

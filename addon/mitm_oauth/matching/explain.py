@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from ..model import Rule
 from .hosts import default_port
 from .index import AmbiguousRequest, Destination, RuleIndex, why_not
 
@@ -20,12 +22,22 @@ def destination_of_url(url: str, method: str = "GET") -> Destination:
     return Destination.of(parts.scheme, parts.hostname, port, target, method)
 
 
-def explain_url(index: RuleIndex, url: str, method: str = "GET") -> str:
+class Explanation(NamedTuple):
+    text: str
+    rule: Rule | None
+    """The rule whose token the request gets; None when it gets none."""
+    understood: bool
+    """False for a URL no proxied request could have: scripts tell a typo from "no rule"."""
+
+
+def explain_url(index: RuleIndex, url: str, method: str = "GET") -> Explanation:
     """Which rule gives `url` its token, and for every other rule why not."""
     try:
         dest = destination_of_url(url, method)
-    except (ValueError, AmbiguousRequest) as e:
-        return f"{method.upper()} {url}: no token: {e}"
+    except ValueError as e:
+        return Explanation(f"{method.upper()} {url}: no token: {e}", None, understood=False)
+    except AmbiguousRequest as e:
+        return Explanation(f"{method.upper()} {url}: no token: {e}", None, understood=True)
     winner = index.match(dest)
     verdict = f"rule {winner.name}" if winner else "no rule matches: sent on without a token"
     lines = [f"{dest.method} {url} → {verdict}"]
@@ -39,4 +51,4 @@ def explain_url(index: RuleIndex, url: str, method: str = "GET") -> str:
         else:
             reason = str(mismatch)
         lines.append(f"  {rule.name:<{width}}  {reason}")
-    return "\n".join(lines)
+    return Explanation("\n".join(lines), winner, understood=True)

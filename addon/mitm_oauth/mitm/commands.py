@@ -46,4 +46,4 @@ class Commands:
         """Which rule gives URL its token, and why each other rule does not."""
         if self.injector.rules is None:
             return "no valid rules file is loaded"
-        return explain_url(self.injector.rules, url, method)
+        return explain_url(self.injector.rules, url, method).text
