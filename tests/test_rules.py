@@ -170,6 +170,24 @@ def test_environment_references(value, expected):
     assert rule.credentials.client_id.reveal() == expected
 
 
+def test_every_unset_variable_of_a_file_is_named_at_once():
+    """One run names them all, where each is used, so a CI job is fixed in one go."""
+    text = rule_with(client_id="${FIRST}", client_secret="${SECOND}") + (
+        "  - {name: other, match: {host: b.example.com}, token_url: 'https://i/t',\n"
+        "     client_id: x, client_secret: s,\n"
+        "     endpoint_params: {audience: ['${EMPTY}', '${FIRST}']}}\n"
+    )
+    with pytest.raises(RulesError) as raised:
+        parse(text)
+    assert str(raised.value) == (
+        "rules.yaml: environment variables FIRST, SECOND, EMPTY are unset or empty "
+        "(FIRST in rule 'billing' (#1) field 'client_id'; "
+        "SECOND in rule 'billing' (#1) field 'client_secret'; "
+        "EMPTY in rule 'other' (#2) field 'endpoint_params.audience'; "
+        "FIRST in rule 'other' (#2) field 'endpoint_params.audience')"
+    )
+
+
 ERRORS = [
     # (rules file text, field named, words in the message)
     ("rules: []\nextra: 1\n", None, "unknown key 'extra'"),

@@ -7,7 +7,7 @@ stands for a literal `${`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -36,3 +36,13 @@ def expand(value: str, environ: Mapping[str, str]) -> str:
         raise UnsetVariable(name, empty=found is not None)
 
     return _REFERENCE.sub(replacement, value)
+
+
+def unset_names(value: str, environ: Mapping[str, str]) -> Iterator[str]:
+    """The variables `value` refers to that `expand` would find unset or empty."""
+    if "$" not in value:
+        return
+    for m in _REFERENCE.finditer(value):
+        name, default = m.group(1), m.group(2)
+        if name is not None and default is None and not environ.get(name):
+            yield name

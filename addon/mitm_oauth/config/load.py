@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from ..errors import RulesError
 from ..model import Credentials, Rule
 from . import files
+from .environment import unset_names
 from .speedups import collector_paused, parse, share_credentials, taken
-from .validate import RuleReader, unknown_key
+from .validate import RuleReader, UnsetVariableError, key_label, rule_label, unknown_key
 
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 _GRAMMAR = re.compile(r"<[a-z ]+>|.{1,2}")
@@ -83,7 +85,11 @@ def _parse_rules(text: str, *, file: str, environ: Mapping[str, str], base: Path
     shared: dict[Credentials, Credentials] = {}
     for position, item in enumerate(taken(items)):
         reader = RuleReader(item, file=file, position=position, environ=environ, base=base)
-        rule, disabled = reader.safely_read()
+        try:
+            rule, disabled = reader.safely_read()
+        except UnsetVariableError:
+            _name_every_unset_variable([item, *reversed(items)], position, file, environ)
+            raise
         if rule.name in seen:
             raise reader.error("name", f"duplicate rule name '{rule.name}'")
         seen.add(rule.name)
@@ -92,6 +98,38 @@ def _parse_rules(text: str, *, file: str, environ: Mapping[str, str], base: Path
         files.check(rule.credentials, reader.error)
         rules.append(share_credentials(rule, shared))
     return rules
+
+
+def _name_every_unset_variable(
+    items: list[Any], first: int, file: str, environ: Mapping[str, str]
+) -> None:
+    """Once a rule refers to an unset variable: name every unset variable of the rules from
+    there on at once, not one per attempt, when there are several (one is left to the
+    reader's message). `items` are those rules, the first at position `first`."""
+    missing = [
+        (name, f"rule {rule_label(item, position)} field '{field}'")
+        for position, item in enumerate(items, start=first)
+        for field, value in _strings(item, "")
+        for name in unset_names(value, environ)
+    ]
+    names = list(dict.fromkeys(name for name, _ in missing))
+    if len(names) > 1:
+        where = "; ".join(f"{name} in {place}" for name, place in missing)
+        raise RulesError(
+            f"environment variables {', '.join(names)} are unset or empty ({where})", file=file
+        )
+
+
+def _strings(value: object, path: str) -> Iterator[tuple[str, str]]:
+    """Every string in a parsed rule, with the dotted path of the field it is in."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key_label(key)}" if path else key_label(key))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item, path)
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

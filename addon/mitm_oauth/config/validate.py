@@ -61,6 +61,10 @@ _FIELD_VALUE = re.compile(r"[\x21-\x7e]([\x20\x09\x21-\x7e]*[\x21-\x7e])?")
 _KEY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 
+class UnsetVariableError(RulesError):
+    """A rule refers to an environment variable that is unset or empty."""
+
+
 class RuleReader:
     """Reads one rule, so that every error knows which rule and field it is about."""
 
@@ -71,13 +75,10 @@ class RuleReader:
         self.base = base
         self.position = position
         self.environ = environ
-        self.label = f"#{position + 1}"
+        self.label = rule_label(item, position)
         if not isinstance(item, dict):
             raise self.error(None, "must be a mapping")
         self.item: dict[Any, Any] = item
-        name = item.get("name")
-        if isinstance(name, str) and name:
-            self.label = f"'{name}' (#{position + 1})"
 
     def error(self, field: str | None, message: str) -> RulesError:
         return RulesError(message, file=self.file, rule=self.label, field=field)
@@ -445,7 +446,7 @@ class RuleReader:
         try:
             return expand(value, self.environ)
         except UnsetVariable as e:
-            raise self.error(field, str(e)) from None
+            raise UnsetVariableError(str(e), file=self.file, rule=self.label, field=field) from None
 
 
 _READERS = {
@@ -498,6 +499,12 @@ def _template_problem(template: str) -> str | None:
     if "access_token" not in fields:
         return "must contain {access_token}"
     return None
+
+
+def rule_label(item: object, position: int) -> str:
+    """How messages name a rule: by its name and place, or by its place alone."""
+    name = item.get("name") if isinstance(item, dict) else None
+    return f"'{name}' (#{position + 1})" if isinstance(name, str) and name else f"#{position + 1}"
 
 
 def unknown_key(key: object, allowed: tuple[str, ...]) -> str:
