@@ -338,6 +338,23 @@ def test_unexpected_exceptions_become_token_errors_and_back_off():
     assert len(endpoint.calls) == 1
 
 
+def test_a_fetch_after_a_purge_says_so(caplog):
+    cache, _endpoint, _clock = make()
+    events: list[dict[str, object]] = []
+    cache.on_event = events.append
+
+    async def scenario() -> None:
+        old = await cache.get(A)
+        cache.purge(A, old.token, "upstream answered 401")
+        await cache.get(A)
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(scenario())
+    fetches = [e["reason"] for e in events if e["event"] == "fetch"]
+    assert fetches == ["first use", "after purge"]
+    assert "(after purge)" in caplog.text
+
+
 def test_purge_drops_only_the_cached_token_and_is_rate_limited():
     cache, _endpoint, clock = make()
 

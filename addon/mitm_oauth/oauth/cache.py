@@ -52,6 +52,8 @@ class _Entry:
     retry_at: float = 0.0
     """No fetch before this, after a failure."""
     last_purge: float = float("-inf")
+    purged: bool = False
+    """Whether the last token was dropped on the upstream's word, and none has come since."""
     warned_stale: bool = False
     """Whether a token that arrived past its usable time has been explained once."""
     hits: int = 0
@@ -165,6 +167,8 @@ class TokenCache:
                     message=f"{entry.last_error.message} (next attempt in {wait:.0f} s)",
                 )
             reason = "first use" if entry.token is None else "expired"
+            if entry.purged:
+                reason = "after purge"
             if entry.last_error is not None:
                 reason = "retry"
             self._start_fetch(creds, entry, reason)
@@ -186,6 +190,7 @@ class TokenCache:
         entry.last_purge = now
         entry.purges += 1
         entry.lease = None
+        entry.purged = True
         entry.usable_until = entry.refresh_at = 0.0
         log.warning(
             "token sha256:%s for rule %s dropped: %s",
@@ -278,6 +283,7 @@ class TokenCache:
         stale = received >= entry.usable_until
         wall_until = time.time() + entry.usable_until - received
         entry.lease = lease = Lease(token, None if stale else wall_until)
+        entry.purged = False
         if stale:
             expires += ", already past its usable time: sent with the waiting requests only"
             if not entry.warned_stale:
