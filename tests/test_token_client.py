@@ -91,6 +91,23 @@ def test_auto_reports_both_failures():
     assert caught.value.error_description == "body"
 
 
+def test_auto_keeps_the_error_code_when_the_second_answer_has_none():
+    """The 502 a client gets names the endpoint's error even when its answer to the second
+    attempt is a gateway's HTML page."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        if "authorization" in request.headers:
+            return httpx.Response(401, json={"error": "invalid_client"})
+        return httpx.Response(
+            401, text="<html>denied</html>", headers={"content-type": "text/html"}
+        )
+
+    with pytest.raises(TokenError) as caught:
+        fetch(FakeEndpoint(refuse).client(), creds())
+    assert caught.value.as_dict()["token_endpoint_error"] == "invalid_client"
+    assert "in the body: token endpoint answered HTTP 401" in caught.value.message
+
+
 @pytest.mark.parametrize("style", ["header", "params"])
 def test_fixed_styles_make_one_attempt(style):
     endpoint = FakeEndpoint(lambda r: httpx.Response(401, json={"error": "invalid_client"}))

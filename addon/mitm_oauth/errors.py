@@ -49,6 +49,10 @@ PERMANENT_ERRORS = frozenset(
 """RFC 6749 §5.2 and RFC 8707 error codes: the request itself is wrong."""
 
 
+TRANSIENT_STATUSES = (408, 425, 429)
+"""Client errors that say "try again later", not "your request is wrong"."""
+
+
 @dataclass(eq=False, repr=False)
 class TokenError(Exception):
     """The token endpoint did not give us a usable token.
@@ -81,16 +85,8 @@ class TokenError(Exception):
         """
         if self.error in PERMANENT_ERRORS:
             return True
-        return (
-            self.status is not None
-            and 300 <= self.status < 500
-            and self.status
-            not in (
-                408,
-                425,
-                429,
-            )
-        )
+        status = self.status
+        return status is not None and 300 <= status < 500 and status not in TRANSIENT_STATUSES
 
     def __str__(self) -> str:
         parts = [self.message]

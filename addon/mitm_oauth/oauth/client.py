@@ -154,8 +154,11 @@ class TokenClient:
             try:
                 token = await self._exchange(creds, auth, AuthStyle.PARAMS)
             except TokenError as params_error:
+                # The endpoint's error fields from the attempt that has them: some answer
+                # the second attempt without a JSON body.
+                fields = params_error if params_error.error else header_error
                 raise dataclasses.replace(
-                    params_error,
+                    fields,
                     message=f"client authentication failed both ways; in the header: "
                     f"{header_error}; in the body: {params_error.message}",
                 ) from None
