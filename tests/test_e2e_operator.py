@@ -55,7 +55,9 @@ def test_mitmweb_marks_refused_flows_and_says_why(start_proxy, issuer, idp, api)
     refused = next(f for f in flows if f["request"]["path"] == "/v1")
     exchange = next(f for f in flows if "token exchange" in f["comment"])
     assert refused["marked"] in (":warning:", "\N{WARNING SIGN}")
-    assert refused["comment"].startswith("oauth: rule api: no token, 502: token endpoint answered")
+    assert refused["comment"] == (
+        "oauth: rule api: no token, 502: token endpoint answered HTTP 401 (invalid_client)"
+    )
     assert exchange["comment"] == "oauth: token exchange for rule api: HTTP 401"
     with proxy.api() as web:
         answered = web.get(f"/flows/{exchange['id']}/response/content.data").json()

@@ -45,7 +45,9 @@ class Refuser:
         """Answer in place of the upstream: a request never leaves without its token."""
         body = {"error": "token_unavailable", "rule": rule.name if rule else None, **details}
         name = f"rule {rule.name}" if rule else "no rule"
-        self.answer(flow, 502, body, f"{name}: no token, 502: {details['message']}")
+        code = details.get("token_endpoint_error")
+        because = f"{details['message']} ({code})" if code else details["message"]
+        self.answer(flow, 502, body, f"{name}: no token, 502: {because}")
 
     def answer(
         self, flow: http.HTTPFlow, status: int, body: Mapping[str, object], comment: str
