@@ -188,10 +188,20 @@ def test_options_reach_the_cache_and_client(rules_file):
         assert addon.cache.expiry_delta == 30
         assert addon.cache.default_lifetime == 600
         assert addon.client.timeout == 3
+        addon.started = True  # from now on a change is a live one: refused, the old value kept
         with pytest.raises(exceptions.OptionsError, match="oauth_expiry_delta must be at least 0"):
             tctx.configure(addon, oauth_expiry_delta=-1)
         with pytest.raises(exceptions.OptionsError, match="oauth_token_timeout must be at least 1"):
             tctx.configure(addon, oauth_token_timeout=0)
+
+
+def test_an_option_out_of_range_at_start_up_is_one_error_line(rules_file, caplog):
+    """Raised while mitmproxy loads the script, it would print a traceback."""
+    addon = ClientCredentials()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file), oauth_refresh_ahead=150)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["oauth_refresh_ahead is a percentage: at most 100"]
 
 
 @pytest.mark.parametrize(
