@@ -164,6 +164,10 @@ def test_error_messages_never_quote_the_body():
     with pytest.raises(TokenError) as caught:
         parse_token_response(200, JSON, b'{"access_token":"leaky token"}')
     assert "leaky" not in str(caught.value)
+    with pytest.raises(TokenError) as caught:  # a 2xx is never excerpted: it may hold a token
+        parse_token_response(200, "text/html", b"<p>access_token=leaky-token</p>")
+    assert "leaky" not in str(caught.value)
+    assert caught.value.body_excerpt is None
 
 
 def test_repr_of_a_token_hides_it():

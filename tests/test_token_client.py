@@ -15,7 +15,7 @@ import pytest
 
 from mitm_oauth.errors import TokenError
 from mitm_oauth.model import ClientCertificate, Credentials
-from mitm_oauth.oauth.client import MAX_ERROR_FIELD, TokenClient, parse_retry_after
+from mitm_oauth.oauth.client import MAX_ERROR_FIELD, MAX_EXCERPT, TokenClient, parse_retry_after
 from mitm_oauth.observe.exchange import Exchange
 from mitm_oauth.secret import Secret, SecretFile
 from tests.support.certs import CertificateAuthority, make_client_cert
@@ -309,3 +309,45 @@ def test_error_fields_are_scrubbed_then_cut_short(cut_inside):
     description = caught.value.error_description
     assert description == pad + "[redacted]" + "d" * (MAX_ERROR_FIELD - len(pad) - 10) + "…"
     assert len(description) == MAX_ERROR_FIELD + 1
+
+
+def test_a_non_json_error_body_is_kept_as_a_scrubbed_excerpt():
+    """A gateway's page says what went wrong; the secret it echoes across the cut does not."""
+    secret = "sentinel-secret-0123456789abcdef"
+
+    def page(request: httpx.Request) -> httpx.Response:
+        text = f"<html>\n  <b>Access   denied</b> {'x' * 150} {secret} {'y' * 5000}</html>"
+        return httpx.Response(403, text=text, headers={"content-type": "text/html"})
+
+    with pytest.raises(TokenError) as caught:
+        fetch(FakeEndpoint(page).client(), creds(auth_style="params", client_secret=Secret(secret)))
+    excerpt = caught.value.body_excerpt
+    assert excerpt is not None
+    assert excerpt.startswith("<html> <b>Access denied</b> xxx")
+    assert len(excerpt) == MAX_EXCERPT + 1
+    assert excerpt.endswith("…")
+    assert "sentinel" not in excerpt
+    assert "[redacted]" in excerpt
+    assert f"body={excerpt!r}" in str(caught.value)
+
+
+def test_non_standard_error_members_are_kept_scrubbed_and_bounded():
+    """Azure's support asks for trace_id and correlation_id; an echoed secret is cut out."""
+    secret = "sentinel-secret-0123456789abcdef"
+    answer = {
+        "error": "invalid_client",
+        "error_codes": [7000215],
+        "trace_id": "5f1c-trace",
+        "correlation_id": f"echo {secret}",
+        "timestamp": "z" * 1000,
+    }
+    endpoint = FakeEndpoint(lambda r: httpx.Response(401, json=answer))
+    with pytest.raises(TokenError) as caught:
+        fetch(endpoint.client(), creds(auth_style="params", client_secret=Secret(secret)))
+    extra = dict(caught.value.extra)
+    assert extra["error_codes"] == "[7000215]"
+    assert extra["trace_id"] == "5f1c-trace"
+    assert extra["correlation_id"] == "echo [redacted]"
+    assert extra["timestamp"] == "z" * MAX_EXCERPT + "…"
+    assert "trace_id='5f1c-trace'" in str(caught.value)
+    assert "error" not in extra

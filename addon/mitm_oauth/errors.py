@@ -72,6 +72,10 @@ class TokenError(Exception):
     error_uri: str | None = None
     retry_after: float | None = None
     """Seconds the endpoint asked us to wait (`Retry-After`)."""
+    body_excerpt: str | None = None
+    """The start of an answer that is not JSON (a gateway's HTML page, say), for people."""
+    extra: tuple[tuple[str, str], ...] = ()
+    """Members of the endpoint's JSON error beyond RFC 6749's (Azure's `trace_id`, …)."""
 
     def __post_init__(self) -> None:
         super().__init__(str(self))  # what a traceback prints: the whole message
@@ -96,6 +100,9 @@ class TokenError(Exception):
             parts.append(f"error_description={self.error_description!r}")
         if self.error_uri:
             parts.append(f"error_uri={self.error_uri!r}")
+        parts.extend(f"{name}={value!r}" for name, value in self.extra)
+        if self.body_excerpt:
+            parts.append(f"body={self.body_excerpt!r}")
         return ", ".join(parts)
 
     def as_dict(self) -> dict[str, str | int]:

@@ -363,6 +363,8 @@ class TokenCache:
             status=error.status,
             error=error.error,
             error_description=error.error_description,
+            body_excerpt=error.body_excerpt,
+            extra=dict(error.extra),
             permanent=error.permanent,
             next_attempt_in=round(delay, 1),
             still_using=entry.token.access_token.fingerprint if still and entry.token else None,

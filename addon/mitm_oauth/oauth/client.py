@@ -29,6 +29,8 @@ from .tls import certificate_version, tls_context
 
 MAX_ERROR_FIELD = 500
 """Longest error field passed on; an endpoint's error page is not a description."""
+MAX_EXCERPT = 200
+"""Characters of a non-JSON error body, or of a non-standard error member, that are kept."""
 MAX_RESPONSE_BYTES = 1 << 20
 """golang/oauth2 reads at most 1 MiB of a token response; so do we."""
 
@@ -261,11 +263,9 @@ def _scrubbed(error: TokenError, redactor: Redactor) -> TokenError:
     def scrub(text: str | None) -> str | None:
         return None if text is None else redactor.redact(text)
 
-    def bounded(text: str | None) -> str | None:
+    def bounded(text: str | None, limit: int = MAX_ERROR_FIELD) -> str | None:
         text = scrub(text)
-        return (
-            text if text is None or len(text) <= MAX_ERROR_FIELD else text[:MAX_ERROR_FIELD] + "…"
-        )
+        return text if text is None or len(text) <= limit else text[:limit] + "…"
 
     return dataclasses.replace(
         error,
@@ -273,6 +273,11 @@ def _scrubbed(error: TokenError, redactor: Redactor) -> TokenError:
         error=bounded(error.error),
         error_description=bounded(error.error_description),
         error_uri=bounded(error.error_uri),
+        body_excerpt=bounded(error.body_excerpt, MAX_EXCERPT),
+        extra=tuple(
+            (bounded(name, 64) or "", bounded(value, MAX_EXCERPT) or "")
+            for name, value in error.extra
+        ),
     )
 
 

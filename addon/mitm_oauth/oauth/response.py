@@ -25,6 +25,13 @@ MAX_EXPIRES_IN = 2**31 - 1
 _KNOWN_TOKEN_TYPES = {"bearer": "Bearer", "mac": "MAC", "basic": "Basic"}
 FORM_TYPES = ("application/x-www-form-urlencoded", "text/plain")
 """Media types read as form-encoded fields (golang/oauth2 reads `text/plain` so too)."""
+EXCERPT_SOURCE = 4096
+"""Bytes of a non-JSON answer read for its excerpt (which the client cuts to 200 characters)."""
+MAX_EXTRA_MEMBERS = 10
+_STANDARD_MEMBERS = frozenset(
+    {"error", "error_description", "error_uri", "access_token", "token_type", "expires_in"}
+    | {"scope", "refresh_token", "id_token"}
+)
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 """Visible ASCII: what a token's credentials may contain."""
 
@@ -43,17 +50,24 @@ def parse_token_response(status: int, content_type: str, body: bytes) -> Token:
     kind = media_type(content_type)
     fields = _parse_body(kind, body)
     errors = _error_fields(fields)
+    # Only a failure is described further: a 2xx answer may hold a token nobody knows yet.
+    details = _details(fields, body) if not 200 <= status < 300 else {}
     if not 200 <= status < 300:
-        raise TokenError(f"token endpoint answered HTTP {status}", status=status, **errors)
+        raise TokenError(
+            f"token endpoint answered HTTP {status}", status=status, **errors, **details
+        )
     if fields is None:
         described = kind or "no content type"
         raise TokenError(
             f"token endpoint answered HTTP {status} with a body that is not a JSON object "
             f"({described}, {len(body)} bytes)",
             status=status,
+            **details,
         )
     if errors.get("error"):
-        raise TokenError("token endpoint answered with an error", status=status, **errors)
+        raise TokenError(
+            "token endpoint answered with an error", status=status, **errors, **details
+        )
 
     access_token = fields.get("access_token")
     if not isinstance(access_token, str) or not access_token:
@@ -130,6 +144,26 @@ def _parse_body(kind: str, body: bytes) -> dict[str, Any] | None:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+class _Details(TypedDict, total=False):
+    body_excerpt: str
+    extra: tuple[tuple[str, str], ...]
+
+
+def _details(fields: dict[str, Any] | None, body: bytes) -> _Details:
+    """What else a failing answer says, for people: the start of a body that is not JSON, or
+    the non-standard members of a JSON error. Long, and not yet scrubbed: the token client
+    cuts secrets out first and then cuts it short, so no secret is cut in half."""
+    if fields is None:
+        text = " ".join(body[:EXCERPT_SOURCE].decode("utf-8", "replace").split())
+        return {"body_excerpt": text} if text else {}
+    extra = [
+        (str(name), value if isinstance(value, str) else json.dumps(value, default=str))
+        for name, value in fields.items()
+        if name not in _STANDARD_MEMBERS
+    ]
+    return {"extra": tuple(extra[:MAX_EXTRA_MEMBERS])} if extra else {}
 
 
 class _ErrorFields(TypedDict, total=False):
