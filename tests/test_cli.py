@@ -264,3 +264,46 @@ def test_schema_refuses_a_secret_given_twice():
     both |= {"client_secret": "s", "client_secret_file": "f"}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"rules": [both]}, SCHEMA)
+
+
+def test_import_krakend_hosts_and_shared_secrets(tmp_path):
+    """Every host of a backend gets its rule; one secret used twice is one variable."""
+    block = {"client_id": "a", "client_secret": "shared-hidden", "token_url": "https://i/t"}
+    config = {
+        "endpoints": [
+            {
+                "endpoint": "/orders",
+                "backend": [
+                    {
+                        "host": ["https://a.example.com", "b.example.com:8443"],
+                        "url_pattern": "/v1",
+                        "extra_config": {"auth/client-credentials": block},
+                    }
+                ],
+            },
+            {
+                "endpoint": "/stock",
+                "backend": [
+                    {
+                        "host": ["https://c.example.com"],
+                        "extra_config": {"auth/client-credentials": block},
+                    }
+                ],
+            },
+        ]
+    }
+    path = tmp_path / "krakend.json"
+    path.write_text(json.dumps(config))
+    result = run("import-krakend", str(path))
+    assert result.returncode == 0
+    assert "shared-hidden" not in result.stdout + result.stderr
+    rules = yaml.safe_load(result.stdout)["rules"]
+    assert [(r["name"], r["match"]["host"], r["match"].get("port")) for r in rules] == [
+        ("orders", "a.example.com", None),
+        ("orders-host2", "b.example.com", 8443),
+        ("stock", "c.example.com", None),
+    ]
+    assert {r["client_secret"] for r in rules} == {"${ORDERS_CLIENT_SECRET}"}
+    assert "host 'b.example.com:8443' has no scheme; taken as https" in result.stderr
+    assert result.stderr.count("note: set ORDERS_CLIENT_SECRET") == 1
+    assert "endpoint /stock, backend #1: client_secret" in result.stderr

@@ -24,6 +24,16 @@ class Conversion:
     warnings: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
     """Environment variable → where its value is in the KrakenD file (never the value)."""
+    variables: dict[str, str] = field(default_factory=dict, repr=False)
+    """Secret → its variable, so that backends sharing a secret share one variable."""
+
+    def variable_for(self, secret: str, proposed: str, where: str) -> str:
+        """The variable that stands for `secret`: `proposed` unless an earlier backend has it."""
+        variable = self.variables.setdefault(secret, proposed)
+        place = f"{where}: client_secret"
+        known = self.secrets.get(variable)
+        self.secrets[variable] = f"{known}; {place}" if known else place
+        return variable
 
 
 def convert(config: Any) -> Conversion:
@@ -46,28 +56,27 @@ def convert(config: Any) -> Conversion:
             if isinstance(block, dict):
                 where = f"endpoint {endpoint.get('endpoint', '?')}, backend #{index + 1}"
                 name = _unique(_slug(endpoint.get("endpoint", "backend"), index), names)
-                rule = _rule(name, where, backend, block, default_hosts, result)
-                result.rules.append(rule)
+                rule = _rule(name, where, backend, block, result)
+                for number, match in enumerate(_matches(where, backend, default_hosts, result)):
+                    # KrakenD balances over a backend's hosts: each gets the same token.
+                    named = name if number == 0 else _unique(f"{name}-host{number + 1}", names)
+                    result.rules.append({"name": named, "match": match, **rule})
     if not result.rules:
         result.warnings.append(f"no backend has an '{NAMESPACE}' block: nothing to convert")
     return result
 
 
 def _rule(
-    name: str,
-    where: str,
-    backend: dict[str, Any],
-    block: dict[str, Any],
-    default_hosts: list[str],
-    result: Conversion,
+    name: str, where: str, backend: dict[str, Any], block: dict[str, Any], result: Conversion
 ) -> dict[str, Any]:
-    rule: dict[str, Any] = {"name": name, "match": _match(where, backend, default_hosts, result)}
-    rule["token_url"] = block.get("token_url", "")
+    """Everything of the rule but its name and match."""
+    rule: dict[str, Any] = {"token_url": block.get("token_url", "")}
     rule["client_id"] = block.get("client_id", "")
-    variable = f"{name.upper().replace('-', '_').replace('.', '_')}_CLIENT_SECRET"
+    proposed = f"{name.upper().replace('-', '_').replace('.', '_')}_CLIENT_SECRET"
+    variable = proposed
     if block.get("client_secret"):
+        variable = result.variable_for(str(block["client_secret"]), proposed, where)
         rule["client_secret"] = f"${{{variable}}}"
-        result.secrets[variable] = f"{where}: client_secret"
 
     scopes = block.get("scopes")
     params = {
@@ -110,18 +119,25 @@ def _rule(
     return rule
 
 
-def _match(
+def _matches(
     where: str, backend: dict[str, Any], default_hosts: list[str], result: Conversion
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
+    """One match per host of the backend."""
     hosts = backend.get("host") or default_hosts
     if isinstance(hosts, str):
         hosts = [hosts]
     if not hosts:
         result.warnings.append(f"{where}: no backend host in the file; set match.host")
         hosts = ["https://REPLACE-ME.example.com"]
-    if len(hosts) > 1:
-        result.warnings.append(f"{where}: {len(hosts)} hosts; the rule matches the first only")
-    url = hosts[0] if "://" in hosts[0] else f"https://{hosts[0]}"
+    return [_match(where, str(host), backend, result) for host in hosts]
+
+
+def _match(where: str, host: str, backend: dict[str, Any], result: Conversion) -> dict[str, Any]:
+    if "://" not in host:
+        result.warnings.append(
+            f"{where}: host {host!r} has no scheme; taken as https (KrakenD would need one)"
+        )
+    url = host if "://" in host else f"https://{host}"
     parts = urlsplit(url)
     match: dict[str, Any] = {"host": parts.hostname or "REPLACE-ME.example.com"}
     if parts.port:
