@@ -7,7 +7,7 @@
 - `injection`: the headers a rule's requests get with a token.
 - `observe`: redaction, the event log, token exchanges and status as operators see them.
 - `mitm`: the mitmproxy side, the only part that imports mitmproxy.
-- `cli`: the `mitm-oauth` command.
+- `cli`, `run`: the `mitm-oauth` command, and its `run` that puts a command behind the proxy.
 
 docs/architecture.md follows one request and one rules file through them.
 """

@@ -5,6 +5,7 @@ mitm-oauth check --fetch rules.yaml    # also fetch one token per credential set
 mitm-oauth explain rules.yaml URL      # which rule gives URL its token, and why
 mitm-oauth import-krakend krakend.json > rules.yaml
 mitm-oauth schema > rules.schema.json
+mitm-oauth run --rules rules.yaml -- ./the-job   # the job behind the proxy, its exit status
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .matching.index import RuleIndex
 from .model import Credentials, Rule, credential_sets
 from .oauth.client import DEFAULT_TIMEOUT, TokenClient
 from .observe.exchange import Exchange
+from .run import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     krakend = commands.add_parser("import-krakend", help="krakend.json → rules.yaml on stdout")
     krakend.add_argument("krakend_json")
     commands.add_parser("schema", help="print the JSON Schema of rules.yaml")
+    runner = commands.add_parser(
+        "run", help="run a command behind the proxy: mitm-oauth run [--rules F] -- CMD [ARG...]"
+    )
+    runner.add_argument("--rules", default="rules.yaml")
+    runner.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a mitmproxy option"
+    )
+    runner.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     args = parser.parse_args(argv)
 
     if args.command == "schema":
@@ -55,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "import-krakend":
         return import_krakend(args.krakend_json)
+    if args.command == "run":
+        return run_command(args.rules, args.set, args.cmd)
     try:
         rules = load_rules(args.rules)
     except RulesError as e:
@@ -99,6 +111,19 @@ async def fetch_all(rules: list[Rule], seconds_each: float) -> int:
     finally:
         await client.aclose()
     return 1 if failures else 0
+
+
+def run_command(rules: str, options: list[str], command: list[str]) -> int:
+    """CMD's exit status; 2 when it cannot start behind the proxy (a bad rules file, say)."""
+    command = command[1:] if command[:1] == ["--"] else command
+    if not command:
+        print("error: give the command to run after --", file=sys.stderr)
+        return 2
+    try:
+        return run(rules, options, command)
+    except RulesError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 def import_krakend(path: str) -> int:

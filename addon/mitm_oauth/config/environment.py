@@ -46,3 +46,14 @@ def unset_names(value: str, environ: Mapping[str, str]) -> Iterator[str]:
         name, default = m.group(1), m.group(2)
         if name is not None and default is None and not environ.get(name):
             yield name
+
+
+def references(value: object) -> set[str]:
+    """The names of the variables `value` (a string, or lists and mappings of them) refers to."""
+    if isinstance(value, str):
+        return {m.group(1) for m in _REFERENCE.finditer(value) if m.group(1)}
+    if isinstance(value, dict):
+        return set().union(*(references(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(references(v) for v in value))
+    return set()

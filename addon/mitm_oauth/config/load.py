@@ -42,6 +42,12 @@ def load_rules(
     return parse_rules(text, file=file, environ=os.environ if environ is None else environ)
 
 
+def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A rules file as parsed, before validation; empty when it is not a mapping."""
+    document = parse(Path(path).read_text(encoding="utf-8"))
+    return document if isinstance(document, dict) else {}
+
+
 def parse_rules(
     text: str, *, file: str, environ: Mapping[str, str], base: Path | None = None
 ) -> list[Rule]:

@@ -1,0 +1,94 @@
+"""End to end: `mitm-oauth run -- CMD` puts a real client behind a real mitmdump, then stops it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import CLIENT_SECRET, rule, rules
+from tests.support.certs import ServerCert
+from tests.support.servers import RecordingServer
+
+MITM_OAUTH = Path(sys.executable).parent / "mitm-oauth"
+
+
+def run_behind(
+    tmp_path: Path, rules_text: str, command: list[str], *, server_cert: ServerCert, **env: str
+) -> subprocess.CompletedProcess[str]:
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(rules_text)
+    args = [str(MITM_OAUTH), "run", "--rules", str(rules_file)]
+    args += ["--set", f"confdir={tmp_path / 'confdir'}"]
+    args += ["--set", f"ssl_verify_upstream_trusted_ca={server_cert.ca_file}"]
+    outside = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    return subprocess.run(
+        [*args, "--", *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**outside, **env},
+    )
+
+
+def authorizations(server: RecordingServer) -> list[str | None]:
+    return [r.header("Authorization") for r in server.requests]
+
+
+def test_curl_over_https_gets_its_token_and_never_sees_the_secret(
+    tmp_path, server_cert, idp, api_tls
+):
+    secret_rule = rule("api", api_tls, idp, client_secret="${API_SECRET}")
+    script = f"curl -sS -o /dev/null -w '%{{http_code}}' {api_tls.origin}/v1 && echo && env"
+    done = run_behind(
+        tmp_path,
+        rules(secret_rule),
+        ["sh", "-c", script],
+        server_cert=server_cert,
+        API_SECRET=CLIENT_SECRET,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "200"
+    assert authorizations(api_tls) == ["Bearer sentinel-token-1"]
+    assert "API_SECRET" not in done.stdout  # the app's environment holds no secret
+    assert CLIENT_SECRET not in done.stdout + done.stderr
+    assert "oauth: 1 request(s) got a token" in done.stderr
+
+
+def test_python_reaches_a_loopback_api_through_the_proxy(tmp_path, server_cert, idp, api):
+    """Tools skip proxies for loopback by default or by NO_PROXY: a local API behind a rule
+    must not be skipped."""
+    fetch = f"import urllib.request; print(urllib.request.urlopen('{api.origin}/v1').status)"
+    done = run_behind(
+        tmp_path,
+        rules(rule("api", api, idp)),
+        [sys.executable, "-c", fetch],
+        server_cert=server_cert,
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "200"
+    assert authorizations(api) == ["Bearer sentinel-token-1"]
+
+
+def test_the_commands_exit_status_is_passed_on(tmp_path, server_cert, idp, api):
+    done = run_behind(
+        tmp_path, rules(rule("api", api, idp)), ["sh", "-c", "exit 7"], server_cert=server_cert
+    )
+    assert done.returncode == 7
+
+
+def test_a_bad_rules_file_stops_before_the_command_runs(tmp_path, server_cert):
+    ran = tmp_path / "ran"
+    done = run_behind(
+        tmp_path,
+        "rules:\n  - name: api\n    match: {host: api.example.com, prot: 443}\n",
+        ["touch", str(ran)],
+        server_cert=server_cert,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: ")
+    assert "unknown key 'prot' (did you mean 'port'?)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not ran.exists()
