@@ -118,8 +118,8 @@ def apply_given(options: OptManager) -> list[str]:
             del options.deferred[name]
             try:
                 options.set(*(f"{name}={v}" for v in getattr(value, "val", [value])))
-            except exceptions.OptionsError as e:
-                problems.append(f"{name}: {e}")
+            except exceptions.OptionsError as e:  # mitmproxy 12 names the option, 11 does not
+                problems.append(str(e) if name in str(e) else f"{name}: {e}")
     return problems
 
 
