@@ -233,7 +233,7 @@ def test_permanent_failures_are_reported_clearly(start_proxy, issuer, idp, api):
     status, body = curl(proxy, f"{api.origin}/")
     assert status == 502
     assert json.loads(body)["token_endpoint_error_description"] == "Client authentication failed"
-    assert re.search(r"permanent failure 1, next attempt in \d+\.\d s", proxy.output)
+    assert proxy.wait_for_line(re.compile(r"permanent failure 1, next attempt in \d+\.\d s"))
 
 
 def test_slow_drip_token_response_hits_the_deadline(start_proxy, api):
