@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CLIENT_SECRET, rule, rules
 from tests.support.certs import ServerCert
-from tests.support.servers import RecordingServer
+from tests.support.servers import Recorded, RecordingServer, Reply
 
 MITM_OAUTH = Path(sys.executable).parent / "mitm-oauth"
+CLIENTS = Path(__file__).parent / "clients"
+
+
+def needs(program: str) -> pytest.MarkDecorator:
+    """Runtime tests run where the runtime is installed (scripts/test says which are)."""
+    return pytest.mark.skipif(shutil.which(program) is None, reason=f"{program} is not installed")
 
 
 def run_behind(
@@ -92,3 +101,85 @@ def test_a_bad_rules_file_stops_before_the_command_runs(tmp_path, server_cert):
     assert "unknown key 'prot' (did you mean 'port'?)" in done.stderr
     assert "Traceback" not in done.stderr
     assert not ran.exists()
+
+
+NODE_CLIENT = """
+const url = process.argv[1];
+const module = url.startsWith("https:") ? require("node:https") : require("node:http");
+const get = (agent) => new Promise((resolve, reject) => {
+  module.get(url, { agent }, (answer) => {
+    answer.resume();
+    answer.on("end", () => resolve(answer.statusCode));
+  }).on("error", reject);
+});
+(async () => {
+  const own = new module.Agent({ keepAlive: true });  // an agent the app makes itself
+  const statuses = [await get(undefined), await get(own), (await fetch(url)).status];
+  own.destroy();
+  console.log(...statuses);
+})().catch((e) => { console.error(e); process.exit(3); });
+"""
+
+
+@needs("node")
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_node_gets_its_token_with_the_http_modules_and_fetch(
+    tmp_path, server_cert, idp, api, api_tls, tls
+):
+    """Node 20 reads no proxy variable: the preload routes `http`, `https` (the global agent
+    and an app's own) and `fetch`."""
+    server = api_tls if tls else api
+    done = run_behind(
+        tmp_path,
+        rules(rule("api", server, idp)),
+        ["node", "-e", NODE_CLIENT, f"{server.origin}/v1"],
+        server_cert=server_cert,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["200", "200", "200"]
+    assert authorizations(server) == ["Bearer sentinel-token-1"] * 3
+
+
+@needs("java")
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_java_gets_its_token_with_both_jdk_clients(tmp_path, server_cert, idp, api, api_tls, tls):
+    """Java reads no proxy variable and trusts only its own store: `run` sets both."""
+    server = api_tls if tls else api
+    done = run_behind(
+        tmp_path,
+        rules(rule("api", server, idp)),
+        ["java", str(CLIENTS / "Fetch.java"), f"{server.origin}/v1"],
+        server_cert=server_cert,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["200", "200"]
+    assert authorizations(server) == ["Bearer sentinel-token-1"] * 2
+
+
+HEAD = "0123456789abcdef0123456789abcdef01234567"
+
+
+def git_refs(request: Recorded) -> Reply:
+    """The dumb HTTP protocol's answer to `info/refs`: one branch."""
+    return Reply(body=f"{HEAD}\trefs/heads/main\n", content_type="text/plain")
+
+
+@needs("git")
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_git_gets_its_token(tmp_path, server_cert, idp, tls):
+    """git negotiates its own content types: its rule leaves `Accept` alone."""
+    with RecordingServer(git_refs, tls=server_cert if tls else None) as server:
+        done = run_behind(
+            tmp_path,
+            rules(rule("git", server, idp, accept=None)),
+            ["git", "ls-remote", f"{server.origin}/team/repo.git"],
+            server_cert=server_cert,
+            GIT_TERMINAL_PROMPT="0",
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [HEAD, "refs/heads/main"]
+    assert server.requests, "git never reached the server"
+    for request in server.requests:  # the smart protocol's probe, then the dumb one's
+        assert request.path.startswith("/team/repo.git/")
+        assert request.header("Authorization") == "Bearer sentinel-token-1"
+        assert request.header("Accept") != "application/json"

@@ -12,36 +12,24 @@ from __future__ import annotations
 import os
 import re
 import signal
-import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import IO
 
-import certifi
-
-from .config.environment import references
-from .config.load import load_rules, read_document
+from ..config.environment import references
+from ..config.load import load_rules, read_document
+from .environment import ca_bundle, child_environment, java_trust_store
 
 ENTRY = "from mitm_oauth.mitm.addon import ClientCredentials\n\naddons = [ClientCredentials()]\n"
 """The script mitmdump loads, written to a folder of its own: nothing else lands on sys.path."""
 SECRET_FIELDS = ("client_secret", "client_id", "token_headers", "endpoint_params")
 """Fields whose `${VAR}`s the app must not see: secrets, and what KrakenD configs put there."""
-CA_VARIABLES = (
-    "SSL_CERT_FILE",  # OpenSSL: Python, Ruby, Go (with SSL_CERT_DIR unset), git's OpenSSL builds
-    "REQUESTS_CA_BUNDLE",  # requests
-    "CURL_CA_BUNDLE",  # curl
-    "GIT_SSL_CAINFO",  # git
-    "PIP_CERT",  # pip
-    "AWS_CA_BUNDLE",  # the AWS CLI and SDKs
-    "NODE_EXTRA_CA_CERTS",  # Node adds it to its own store
-)
-"""Each names a bundle that replaces the default store: it holds the system's CAs too."""
 _LISTENING = re.compile(r"proxy (?:\(\w+ mode\) )?listening at .*?:(\d+)")
 _SUMMARY = re.compile(r"oauth: \d+ request\(s\) got a token")
 START_TIMEOUT = 30.0
@@ -66,26 +54,19 @@ def run(rules: str, options: Sequence[str], command: Sequence[str]) -> int:
                 print("error: mitmdump did not start", file=sys.stderr)
                 return 2
             ca = _confdir(options) / "mitmproxy-ca-cert.pem"
-            bundle = folder / "ca-bundle.pem"
-            bundle.write_bytes(_system_cas() + b"\n" + ca.read_bytes())
-            env = child_environment(os.environ, port, bundle, secrets=_secret_names(rules))
+            if not ca.is_file():  # mitmdump writes it before it listens
+                print(f"error: mitmdump listens, but its CA is not at {ca}", file=sys.stderr)
+                return 2
+            env = child_environment(
+                os.environ,
+                port,
+                ca_bundle(ca, folder / "ca-bundle.pem"),
+                secrets=_secret_names(rules),
+                java_trust_store=java_trust_store(ca, folder / "java-trust-store"),
+            )
             return _run_child(command, env)
         finally:
             _stop(proxy, lines)
-
-
-def child_environment(
-    environ: Mapping[str, str], port: int, bundle: Path, *, secrets: set[str]
-) -> dict[str, str]:
-    """`environ` without the secrets, with the proxy and the CA bundle set for every tool."""
-    proxy = f"http://127.0.0.1:{port}"
-    env = {name: value for name, value in environ.items() if name not in secrets}
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        env[name] = env[name.lower()] = proxy
-    # Local APIs are behind rules too: nothing bypasses the proxy.
-    env["NO_PROXY"] = env["no_proxy"] = ""
-    env.update(dict.fromkeys(CA_VARIABLES, str(bundle)))
-    return env
 
 
 def _start(script: Path, rules: str, options: Sequence[str]) -> subprocess.Popen[str]:
@@ -155,12 +136,6 @@ def _stop(proxy: subprocess.Popen[str], lines: deque[str]) -> None:
 def _confdir(options: Sequence[str]) -> Path:
     given = [o.split("=", 1)[1] for o in options if o.startswith("confdir=")]
     return Path(given[-1] if given else "~/.mitmproxy").expanduser()
-
-
-def _system_cas() -> bytes:
-    """The system's trusted CAs, which the bundle must keep; certifi's where there are none."""
-    cafile = ssl.get_default_verify_paths().cafile
-    return Path(cafile if cafile and Path(cafile).is_file() else certifi.where()).read_bytes()
 
 
 def _secret_names(rules: str) -> set[str]:
