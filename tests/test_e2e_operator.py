@@ -166,6 +166,7 @@ def wait_until(probe, timeout: float = 10.0):
             "unknown option oauth_refresh_ahed (did you mean oauth_refresh_ahead?)",
         ),
         ("oauth_show_exchanges=yes", "oauth_show_exchanges must be one of auto, on, off"),
+        ("oauth_stream_responses=yes", "oauth_stream_responses must be one of events, all, off"),
         ("oauth_refresh_ahead=150", "oauth_refresh_ahead is a percentage: at most 100"),
         ("oauth_token_timeout=0", "oauth_token_timeout must be at least 1"),
         ("oauth_token_timeout=soon", "oauth_token_timeout: not an integer: soon"),

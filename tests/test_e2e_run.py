@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import CLIENT_SECRET, rule, rules
 from tests.support.certs import ServerCert
-from tests.support.servers import Recorded, RecordingServer, Reply
+from tests.support.servers import EventStreamServer, Recorded, RecordingServer, Reply
 
 MITM_OAUTH = Path(sys.executable).parent / "mitm-oauth"
 CLIENTS = Path(__file__).parent / "clients"
@@ -183,3 +183,31 @@ def test_git_gets_its_token(tmp_path, server_cert, idp, tls):
         assert request.path.startswith("/team/repo.git/")
         assert request.header("Authorization") == "Bearer sentinel-token-1"
         assert request.header("Accept") != "application/json"
+
+
+STREAM_CLIENT = """
+import sys, urllib.request
+origin = sys.argv[1]
+with urllib.request.urlopen(origin + "/events") as stream:
+    print(stream.readline().decode().strip())
+    urllib.request.urlopen(origin + "/ack").read()
+    print(stream.read().decode().strip())
+"""
+
+
+@pytest.mark.parametrize("content_type", ["text/event-stream", "application/x-ndjson"])
+def test_a_streamed_response_reaches_the_app_as_it_arrives(
+    tmp_path, server_cert, idp, content_type
+):
+    """The app reads the first event and answers it while the stream is still open."""
+    with EventStreamServer(content_type) as server:
+        done = run_behind(
+            tmp_path,
+            rules(rule("events", server, idp)),
+            [sys.executable, "-c", STREAM_CLIENT, server.origin],
+            server_cert=server_cert,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["data: one", "data: two"]
+    assert server.acked_in_time
+    assert server.authorizations == ["Bearer sentinel-token-1"] * 2

@@ -272,3 +272,47 @@ class H2Server(_SocketServer):
                     conn.sendall(h2conn.data_to_send())
         except (OSError, ssl.SSLError):
             pass
+
+
+class EventStreamServer(_SocketServer):
+    """A stream that waits on its client: `/events` sends one event, and the next only once
+    `/ack` has arrived (or `patience` has run out). A client that saw the first event while
+    the stream was still open acks in time; one whose proxy held the stream back cannot."""
+
+    scheme = "http"
+
+    def __init__(self, content_type: str = "text/event-stream", patience: float = 10.0) -> None:
+        super().__init__()
+        self.content_type = content_type
+        self.patience = patience
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.authorizations: list[str | None] = []
+        self.acked = threading.Event()
+        self.acked_in_time = False
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                head += chunk
+            lines = head.decode("latin-1").split("\r\n")
+            fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+            self.authorizations.append(fields.get("Authorization"))
+            if lines[0].split()[1] == "/ack":
+                self.acked.set()
+                conn.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                return
+            conn.sendall(
+                f"HTTP/1.1 200 OK\r\nContent-Type: {self.content_type}\r\n"
+                "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
+            )
+            conn.sendall(_chunk(b"data: one\n\n"))
+            self.acked_in_time = self.acked.wait(self.patience)
+            conn.sendall(_chunk(b"data: two\n\n") + b"0\r\n\r\n")
+
+
+def _chunk(data: bytes) -> bytes:
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"

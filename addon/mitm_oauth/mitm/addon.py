@@ -32,6 +32,7 @@ from .refuser import Refuser
 from .responses import Responses
 from .rules_watcher import RulesWatcher
 from .self_access import SelfAccess
+from .streaming import Streaming
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class ClientCredentials:
         self.refuser = Refuser(self.refusals)
         self.injector = Injector(self.cache, self.redactor, self.clients, self.refuser)
         self.responses = Responses(self.injector, self.cache)
+        self.streaming = Streaming(self.injector)
         self.final_check = FinalCheck(self.injector, self.refuser)
         self.watcher = RulesWatcher(self.use_rules, self.events.record, self.self_access.refresh)
         self.commands = Commands(self.cache, self.injector)
@@ -91,6 +93,7 @@ class ClientCredentials:
             return
         options.configure_fetching(self.cache, self.client)
         self.responses.configure(updated)
+        self.streaming.configure()
         self.clients.configure(updated)
         if self.started and updated & {*REWRITING_OPTIONS, "scripts"}:
             self.final_check.place()
@@ -152,6 +155,9 @@ class ClientCredentials:
         except Exception:  # a bug of ours must not let the request go without its token
             self.refuser.fail_closed(flow)
             return None
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        self.streaming.responseheaders(flow)
 
     def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         self.refusals.restore(flow)

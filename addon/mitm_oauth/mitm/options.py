@@ -12,6 +12,7 @@ from ..oauth.backoff import Backoff
 from ..oauth.cache import DEFAULT_EXPIRY_DELTA, DEFAULT_LIFETIME, DEFAULT_REFRESH_AHEAD, TokenCache
 from ..oauth.client import DEFAULT_TIMEOUT, TokenClient
 from .replay import DEFAULT_DEADLINE
+from .streaming import CHOICES as STREAM_CHOICES
 
 MINIMUMS = {
     "oauth_expiry_delta": 0,
@@ -77,6 +78,14 @@ def add_options(loader: Loader) -> None:
         choices=SHOW_EXCHANGES,
     )
     loader.add_option(
+        "oauth_stream_responses",
+        str,
+        "events",
+        "Responses passed on as they arrive, their bodies not kept: events (server-sent "
+        "events), all, or off (as mitmproxy's stream_large_bodies decides).",
+        choices=STREAM_CHOICES,
+    )
+    loader.add_option(
         "oauth_log_json",
         str,
         "",
@@ -98,10 +107,12 @@ def check(updated: set[str]) -> None:
             raise exceptions.OptionsError(f"{option} must be at least {minimum}")
     if ctx.options.oauth_refresh_ahead > 100:
         raise exceptions.OptionsError("oauth_refresh_ahead is a percentage: at most 100")
-    if ctx.options.oauth_show_exchanges not in SHOW_EXCHANGES:  # mitmproxy does not check
-        raise exceptions.OptionsError(
-            f"oauth_show_exchanges must be one of {', '.join(SHOW_EXCHANGES)}"
-        )
+    for option, choices in (
+        ("oauth_show_exchanges", SHOW_EXCHANGES),
+        ("oauth_stream_responses", STREAM_CHOICES),
+    ):
+        if getattr(ctx.options, option) not in choices:  # mitmproxy does not check
+            raise exceptions.OptionsError(f"{option} must be one of {', '.join(choices)}")
 
 
 def apply_given(options: OptManager) -> list[str]:

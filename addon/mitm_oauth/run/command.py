@@ -30,6 +30,8 @@ ENTRY = "from mitm_oauth.mitm.addon import ClientCredentials\n\naddons = [Client
 """The script mitmdump loads, written to a folder of its own: nothing else lands on sys.path."""
 SECRET_FIELDS = ("client_secret", "client_id", "token_headers", "endpoint_params")
 """Fields whose `${VAR}`s the app must not see: secrets, and what KrakenD configs put there."""
+DEFAULT_OPTIONS = ("flow_detail=0", "oauth_stream_responses=all")
+"""No flow is shown, so none needs its body: the app sees each response as it arrives."""
 _LISTENING = re.compile(r"proxy (?:\(\w+ mode\) )?listening at .*?:(\d+)")
 _SUMMARY = re.compile(r"oauth: \d+ request\(s\) got a token")
 START_TIMEOUT = 30.0
@@ -72,8 +74,8 @@ def run(rules: str, options: Sequence[str], command: Sequence[str]) -> int:
 def _start(script: Path, rules: str, options: Sequence[str]) -> subprocess.Popen[str]:
     mitmdump = Path(sys.executable).parent / "mitmdump"
     args = [str(mitmdump), "--listen-host", "127.0.0.1", "--listen-port", "0"]
-    args += ["-s", str(script), "--set", f"oauth_rules={rules}", "--set", "flow_detail=0"]
-    for option in options:
+    args += ["-s", str(script)]
+    for option in (f"oauth_rules={rules}", *DEFAULT_OPTIONS, *options):  # the user's win
         args += ["--set", option]
     return subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True
