@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import CLIENT_SECRET, rule, rules
@@ -86,6 +89,46 @@ def test_the_commands_exit_status_is_passed_on(tmp_path, server_cert, idp, api):
         tmp_path, rules(rule("api", api, idp)), ["sh", "-c", "exit 7"], server_cert=server_cert
     )
     assert done.returncode == 7
+
+
+WAITS_FOR_SIGTERM = """
+import os, signal, sys
+def stop(signum, frame):
+    print("got SIGTERM", flush=True)
+    sys.exit(42)
+signal.signal(signal.SIGTERM, stop)
+print(os.environ["HTTP_PROXY"], flush=True)
+signal.pause()
+"""
+
+
+def test_a_signal_reaches_the_command_and_the_proxy_stops_after_it(tmp_path, idp, api):
+    """CI cancels a job with SIGTERM: the command gets it, the proxy stops once it has ended."""
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(rules(rule("api", api, idp)))
+    args = [str(MITM_OAUTH), "run", "--rules", str(rules_file)]
+    args += ["--set", f"confdir={tmp_path / 'confdir'}", "--"]
+    with subprocess.Popen(
+        [*args, sys.executable, "-c", WAITS_FOR_SIGTERM],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as runner:
+        try:
+            assert runner.stdout is not None
+            ready, _, _ = select.select([runner.stdout], [], [], 30)
+            assert ready, "the command did not start"
+            proxy = runner.stdout.readline().strip()  # the command runs: it says so
+            assert proxy.startswith("http://127.0.0.1:")
+            runner.send_signal(signal.SIGTERM)
+            out, err = runner.communicate(timeout=30)
+        finally:
+            runner.kill()
+    assert runner.returncode == 42
+    assert out.strip() == "got SIGTERM"
+    assert "oauth: 0 request(s) got a token" in err
+    with pytest.raises(httpx.ConnectError):  # the proxy is gone
+        httpx.get("http://example.test/", proxy=proxy, trust_env=False)
 
 
 def test_a_bad_rules_file_stops_before_the_command_runs(tmp_path, server_cert):
