@@ -254,3 +254,15 @@ def test_a_streamed_response_reaches_the_app_as_it_arrives(
     assert done.stdout.split("\n")[:2] == ["data: one", "data: two"]
     assert server.acked_in_time
     assert server.authorizations == ["Bearer sentinel-token-1"] * 2
+
+
+@needs("wget")
+def test_wget_over_https_gets_its_token(tmp_path, server_cert, idp, api_tls):
+    done = run_behind(
+        tmp_path,
+        rules(rule("api", api_tls, idp)),
+        ["wget", "-q", "-O", "-", f"{api_tls.origin}/v1"],
+        server_cert=server_cert,
+    )
+    assert done.returncode == 0, done.stderr
+    assert authorizations(api_tls) == ["Bearer sentinel-token-1"]

@@ -24,7 +24,7 @@ from typing import IO
 
 from ..config.environment import references
 from ..config.load import load_rules, read_document
-from .environment import ca_bundle, child_environment, java_trust_store
+from .environment import child_environment, trust_files
 
 ENTRY = "from mitm_oauth.mitm.addon import ClientCredentials\n\naddons = [ClientCredentials()]\n"
 """The script mitmdump loads, written to a folder of its own: nothing else lands on sys.path."""
@@ -59,13 +59,8 @@ def run(rules: str, options: Sequence[str], command: Sequence[str]) -> int:
             if not ca.is_file():  # mitmdump writes it before it listens
                 print(f"error: mitmdump listens, but its CA is not at {ca}", file=sys.stderr)
                 return 2
-            env = child_environment(
-                os.environ,
-                port,
-                ca_bundle(ca, folder / "ca-bundle.pem"),
-                secrets=_secret_names(rules),
-                java_trust_store=java_trust_store(ca, folder / "java-trust-store"),
-            )
+            trust = trust_files(ca, folder, os.environ)
+            env = child_environment(os.environ, port, trust, secrets=_secret_names(rules))
             return _run_child(command, env)
         finally:
             _stop(proxy, lines)

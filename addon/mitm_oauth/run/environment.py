@@ -15,6 +15,7 @@ import shutil
 import ssl
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import certifi
@@ -22,13 +23,16 @@ import certifi
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 """Set in both cases: curl reads only `http_proxy` in lower case, others the upper case."""
 CA_VARIABLES = (
-    "SSL_CERT_FILE",  # OpenSSL: Python, Ruby, Go, .NET on Linux, git's OpenSSL builds
+    "SSL_CERT_FILE",  # OpenSSL and Go: Python, Ruby, Go, .NET on Linux, wget, git's OpenSSL
     "REQUESTS_CA_BUNDLE",  # requests
     "CURL_CA_BUNDLE",  # curl
     "GIT_SSL_CAINFO",  # git
     "PIP_CERT",  # pip
     "AWS_CA_BUNDLE",  # the AWS CLI and SDKs
     "NODE_EXTRA_CA_CERTS",  # Node adds it to its own store
+    "DENO_CERT",  # Deno
+    "CARGO_HTTP_CAINFO",  # cargo
+    "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",  # gRPC's C core: Python, Ruby, C++ clients
 )
 """Each names a bundle that replaces the default store: it holds the system's CAs too."""
 NODE_PRELOAD = Path(__file__).with_name("node_preload.cjs")
@@ -36,26 +40,44 @@ JAVA_STORE_PASSWORD = "changeit"
 """The JDK's own, well-known password: a trust store holds public certificates only."""
 
 
+@dataclass(frozen=True)
+class TrustFiles:
+    """The files that make each runtime trust the proxy's CA, written for one run."""
+
+    bundle: Path
+    """The system's CAs and the proxy's, in PEM: what the CA variables name."""
+    wgetrc: Path
+    """wget's configuration: the user's own, and the bundle (GnuTLS reads no variable)."""
+    java_trust_store: Path | None
+    """The JDK's trust store and the proxy's CA; None without a JDK."""
+
+
+def trust_files(proxy_ca: Path, folder: Path, environ: Mapping[str, str]) -> TrustFiles:
+    """Write the files each runtime needs to trust `proxy_ca` into `folder`."""
+    bundle = folder / "ca-bundle.pem"
+    bundle.write_bytes(_system_cas() + b"\n" + proxy_ca.read_bytes())
+    wgetrc = folder / "wgetrc"
+    wgetrc.write_text(_user_wgetrc(environ) + f"\nca_certificate = {bundle}\n")
+    wgetrc.chmod(0o600)  # the user's own may hold a password
+    return TrustFiles(bundle, wgetrc, _java_trust_store(proxy_ca, folder / "java-trust-store"))
+
+
 def child_environment(
-    environ: Mapping[str, str],
-    port: int,
-    bundle: Path,
-    *,
-    secrets: set[str],
-    java_trust_store: Path | None = None,
+    environ: Mapping[str, str], port: int, trust: TrustFiles, *, secrets: set[str]
 ) -> dict[str, str]:
-    """`environ` without the secrets, with the proxy and the CA bundle set for every tool."""
+    """`environ` without the secrets, with the proxy and the CAs set for every runtime."""
     proxy = f"http://127.0.0.1:{port}"
     env = {name: value for name, value in environ.items() if name not in secrets}
     for name in PROXY_VARIABLES:
         env[name] = env[name.lower()] = proxy
     # Local APIs are behind rules too: nothing bypasses the proxy.
     env["NO_PROXY"] = env["no_proxy"] = ""
-    env.update(dict.fromkeys(CA_VARIABLES, str(bundle)))
+    env.update(dict.fromkeys(CA_VARIABLES, str(trust.bundle)))
+    env["WGETRC"] = str(trust.wgetrc)
     env["NODE_USE_ENV_PROXY"] = "1"
     env["NODE_OPTIONS"] = _joined(env.get("NODE_OPTIONS"), f"--require {_quoted(NODE_PRELOAD)}")
     env["JAVA_TOOL_OPTIONS"] = _joined(
-        env.get("JAVA_TOOL_OPTIONS"), java_options(port, java_trust_store)
+        env.get("JAVA_TOOL_OPTIONS"), java_options(port, trust.java_trust_store)
     )
     return env
 
@@ -79,13 +101,7 @@ def java_options(port: int, trust_store: Path | None) -> str:
     return " ".join(options)
 
 
-def ca_bundle(proxy_ca: Path, destination: Path) -> Path:
-    """Write the system's trusted CAs and the proxy's to `destination`."""
-    destination.write_bytes(_system_cas() + b"\n" + proxy_ca.read_bytes())
-    return destination
-
-
-def java_trust_store(proxy_ca: Path, destination: Path) -> Path | None:
+def _java_trust_store(proxy_ca: Path, destination: Path) -> Path | None:
     """A copy of the JDK's trust store with the proxy's CA added; None without a JDK."""
     keytool = _keytool()
     if keytool is None:
@@ -120,6 +136,13 @@ def _keytool() -> Path | None:
         return Path(home) / "bin" / "keytool"
     found = shutil.which("keytool")
     return Path(found) if found else None
+
+
+def _user_wgetrc(environ: Mapping[str, str]) -> str:
+    """The configuration wget would read: `$WGETRC`, else `~/.wgetrc`."""
+    given = environ.get("WGETRC") or str(Path(environ.get("HOME", "~")) / ".wgetrc")
+    path = Path(given).expanduser()
+    return path.read_text() if path.is_file() else ""
 
 
 def _system_cas() -> bytes:
