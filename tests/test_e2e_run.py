@@ -27,13 +27,20 @@ def needs(program: str) -> pytest.MarkDecorator:
 
 
 def run_behind(
-    tmp_path: Path, rules_text: str, command: list[str], *, server_cert: ServerCert, **env: str
+    tmp_path: Path,
+    rules_text: str,
+    command: list[str],
+    *,
+    server_cert: ServerCert | None,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
+    """`mitm-oauth run` with `command`; mitmproxy trusts `server_cert`'s CA for upstreams."""
     rules_file = tmp_path / "rules.yaml"
     rules_file.write_text(rules_text)
     args = [str(MITM_OAUTH), "run", "--rules", str(rules_file)]
     args += ["--set", f"confdir={tmp_path / 'confdir'}"]
-    args += ["--set", f"ssl_verify_upstream_trusted_ca={server_cert.ca_file}"]
+    if server_cert is not None:
+        args += ["--set", f"ssl_verify_upstream_trusted_ca={server_cert.ca_file}"]
     outside = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     return subprocess.run(
         [*args, "--", *command],
@@ -66,6 +73,18 @@ def test_curl_over_https_gets_its_token_and_never_sees_the_secret(
     assert "API_SECRET" not in done.stdout  # the app's environment holds no secret
     assert CLIENT_SECRET not in done.stdout + done.stderr
     assert "oauth: 1 request(s) got a token" in done.stderr
+
+
+def test_an_api_with_an_internal_ca_gets_a_502_that_says_so_and_no_token(tmp_path, idp, api_tls):
+    """What the README tells users to look for before they set ssl_verify_upstream_trusted_ca."""
+    done = run_behind(
+        tmp_path,
+        rules(rule("api", api_tls, idp)),
+        ["curl", "-sS", f"{api_tls.origin}/v1"],
+        server_cert=None,
+    )
+    assert "Certificate verify failed: unable to get local issuer certificate" in done.stdout
+    assert api_tls.requests == []
 
 
 def test_python_reaches_a_loopback_api_through_the_proxy(tmp_path, server_cert, idp, api):

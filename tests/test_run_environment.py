@@ -60,3 +60,11 @@ def test_the_bundle_keeps_the_systems_cas_and_wget_keeps_its_own_settings(tmp_pa
     assert bundle.count("BEGIN CERTIFICATE") > 10  # the system's (or certifi's) CAs come first
     assert made.wgetrc.read_text() == f"tries = 3\n\nca_certificate = {made.bundle}\n"
     assert made.wgetrc.stat().st_mode & 0o077 == 0
+
+
+def test_the_readme_names_every_variable_run_sets(tmp_path):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("### Routing an app") : readme.index("### In CI")]
+    env = child_environment({}, 8123, files(tmp_path), secrets=set())
+    unnamed = [name for name in env if name.isupper() and f"`{name}" not in section]
+    assert unnamed == []
