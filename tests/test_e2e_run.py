@@ -18,6 +18,7 @@ from tests.support.certs import ServerCert
 from tests.support.servers import EventStreamServer, Recorded, RecordingServer, Reply
 
 MITM_OAUTH = Path(sys.executable).parent / "mitm-oauth"
+ROOT = Path(__file__).parent.parent
 CLIENTS = Path(__file__).parent / "clients"
 
 
@@ -183,22 +184,42 @@ const get = (agent) => new Promise((resolve, reject) => {
 """
 
 
-@needs("node")
+def routing_node() -> str | None:
+    """A Node that routes by itself (NODE_USE_ENV_PROXY), where scripts/test could fetch one."""
+    found = sorted((ROOT / ".runtimes").glob("node-*/bin/node"))
+    return str(found[-1]) if found else None
+
+
+NODES = [
+    pytest.param("node", "Agent", marks=needs("node"), id="path-node"),
+    pytest.param(
+        routing_node(),
+        "EnvHttpProxyAgent",
+        marks=pytest.mark.skipif(routing_node() is None, reason="scripts/test fetches it"),
+        id="node-routing-by-itself",
+    ),
+]
+
+
+@pytest.mark.parametrize(("node", "dispatcher"), NODES)
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_node_gets_its_token_with_the_http_modules_and_fetch(
-    tmp_path, server_cert, idp, api, api_tls, tls
+    tmp_path, server_cert, idp, api, api_tls, tls, node, dispatcher
 ):
     """Node 20 reads no proxy variable: the preload routes `http`, `https` (the global agent
-    and an app's own) and `fetch`."""
+    and an app's own) and `fetch`. A Node that routes by itself (`dispatcher` tells which did)
+    gets NODE_USE_ENV_PROXY, and the preload routes only the agents it leaves direct."""
     server = api_tls if tls else api
+    client = NODE_CLIENT + "console.log(globalThis[Symbol.for('undici.globalDispatcher.1')]"
+    client += ".constructor.name);\n"
     done = run_behind(
         tmp_path,
         rules(rule("api", server, idp)),
-        ["node", "-e", NODE_CLIENT, f"{server.origin}/v1"],
+        [node, "-e", client, f"{server.origin}/v1"],
         server_cert=server_cert,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["200", "200", "200"]
+    assert done.stdout.split() == [dispatcher, "200", "200", "200"]
     assert authorizations(server) == ["Bearer sentinel-token-1"] * 3
 
 

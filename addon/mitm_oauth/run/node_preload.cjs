@@ -4,8 +4,9 @@
 // ignore the proxy variables (Node 20 does, in `fetch` and in the http and https
 // modules alike). Every connection, plain or TLS, goes through a CONNECT tunnel:
 // mitmproxy sees the origin's scheme, host and port, as it would from any client.
-// A Node that routes by itself (NODE_USE_ENV_PROXY=1 on Node 22.21+ and 24.5+) has
-// set its dispatcher before this runs: then this file does nothing.
+// A Node that routes by itself (NODE_USE_ENV_PROXY=1 on Node 22.21+ and 24.5+) gives
+// its global agent a `proxyEnv`: then `fetch` and the agents it routes are left to it,
+// and only the agents an app makes itself, which it does not route, are tunnelled here.
 "use strict";
 
 const http = require("node:http");
@@ -18,8 +19,15 @@ const proxy = new URL(process.env.HTTPS_PROXY || process.env.https_proxy || "");
 const proxyHost = proxy.hostname.replace(/^\[|\]$/g, "");
 const proxyPort = Number(proxy.port || 80);
 
-function isProxy(host, port) {
-  return host.replace(/^\[|\]$/g, "") === proxyHost && Number(port) === proxyPort;
+// Whether a connection is for Node, or the app, to make as it is: to a Unix socket, to
+// the proxy itself (an app that speaks to it by itself), or by an agent Node routes.
+function leftAlone(agent, options) {
+  const host = String(options.host).replace(/^\[|\]$/g, "");
+  return (
+    Boolean(options.socketPath) ||
+    Boolean(agent.options && agent.options.proxyEnv) ||
+    (host === proxyHost && Number(options.port) === proxyPort)
+  );
 }
 
 // A socket to host:port through the proxy, handed to `callback` once the tunnel is up.
@@ -62,16 +70,12 @@ function routeModules() {
   // Patched on the prototypes, so agents an app makes itself are routed too.
   const direct = http.Agent.prototype.createConnection;
   http.Agent.prototype.createConnection = function (options, callback) {
-    if (options.socketPath || isProxy(options.host, options.port)) {
-      return direct.call(this, options, callback);
-    }
+    if (leftAlone(this, options)) return direct.call(this, options, callback);
     tunnel(options.host, options.port, callback);
   };
   const directTls = https.Agent.prototype.createConnection;
   https.Agent.prototype.createConnection = function (options, callback) {
-    if (options.socketPath || isProxy(options.host, options.port)) {
-      return directTls.call(this, options, callback);
-    }
+    if (leftAlone(this, options)) return directTls.call(this, options, callback);
     tunnel(options.host, options.port, (error, socket) => {
       if (error) return callback(error);
       callback(null, directTls.call(this, { ...options, socket }));
@@ -101,7 +105,8 @@ function routeFetch() {
   });
 }
 
-if (proxy.hostname && globalThis[DISPATCHER] === undefined) {
+if (proxy.hostname) {
+  const routesItself = Boolean(http.globalAgent.options && http.globalAgent.options.proxyEnv);
   routeModules();
-  routeFetch();
+  if (!routesItself) routeFetch();
 }
