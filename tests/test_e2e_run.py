@@ -56,11 +56,13 @@ def authorizations(server: RecordingServer) -> list[str | None]:
     return [r.header("Authorization") for r in server.requests]
 
 
-def test_curl_over_https_gets_its_token_and_never_sees_the_secret(
-    tmp_path, server_cert, idp, api_tls
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_curl_gets_its_token_and_never_sees_the_secret(
+    tmp_path, server_cert, idp, api, api_tls, tls
 ):
-    secret_rule = rule("api", api_tls, idp, client_secret="${API_SECRET}")
-    script = f"curl -sS -o /dev/null -w '%{{http_code}}' {api_tls.origin}/v1 && echo && env"
+    server = api_tls if tls else api
+    secret_rule = rule("api", server, idp, client_secret="${API_SECRET}")
+    script = f"curl -sS -o /dev/null -w '%{{http_code}}' {server.origin}/v1 && echo && env"
     done = run_behind(
         tmp_path,
         rules(secret_rule),
@@ -70,7 +72,7 @@ def test_curl_over_https_gets_its_token_and_never_sees_the_secret(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "200"
-    assert authorizations(api_tls) == ["Bearer sentinel-token-1"]
+    assert authorizations(server) == ["Bearer sentinel-token-1"]
     assert "API_SECRET" not in done.stdout  # the app's environment holds no secret
     assert CLIENT_SECRET not in done.stdout + done.stderr
     assert "oauth: 1 request(s) got a token" in done.stderr
@@ -88,20 +90,30 @@ def test_an_api_with_an_internal_ca_gets_a_502_that_says_so_and_no_token(tmp_pat
     assert api_tls.requests == []
 
 
-def test_python_reaches_a_loopback_api_through_the_proxy(tmp_path, server_cert, idp, api):
+PYTHON_CLIENT = """
+import sys, urllib.request, httpx, requests
+url = sys.argv[1]
+print(urllib.request.urlopen(url).status, httpx.get(url).status_code, requests.get(url).status_code)
+"""
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_python_gets_its_token_with_urllib_httpx_and_requests(
+    tmp_path, server_cert, idp, api, api_tls, tls
+):
     """Tools skip proxies for loopback by default or by NO_PROXY: a local API behind a rule
     must not be skipped."""
-    fetch = f"import urllib.request; print(urllib.request.urlopen('{api.origin}/v1').status)"
+    server = api_tls if tls else api
     done = run_behind(
         tmp_path,
-        rules(rule("api", api, idp)),
-        [sys.executable, "-c", fetch],
+        rules(rule("api", server, idp)),
+        [sys.executable, "-c", PYTHON_CLIENT, f"{server.origin}/v1"],
         server_cert=server_cert,
         NO_PROXY="127.0.0.1,localhost",
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "200"
-    assert authorizations(api) == ["Bearer sentinel-token-1"]
+    assert done.stdout.split() == ["200", "200", "200"]
+    assert authorizations(server) == ["Bearer sentinel-token-1"] * 3
 
 
 def test_the_commands_exit_status_is_passed_on(tmp_path, server_cert, idp, api):
