@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import CLIENT_SECRET, rule, rules
 from tests.support.certs import ServerCert
+from tests.support.proxy import Mitmdump
 from tests.support.servers import EventStreamServer, Recorded, RecordingServer, Reply
 
 MITM_OAUTH = Path(sys.executable).parent / "mitm-oauth"
@@ -318,3 +319,49 @@ def test_wget_over_https_gets_its_token(tmp_path, server_cert, idp, api_tls):
     )
     assert done.returncode == 0, done.stderr
     assert authorizations(api_tls) == ["Bearer sentinel-token-1"]
+
+
+def by_hand_block(port: int) -> str:
+    """The README's by-hand settings, as they stand, for a mitmdump on `port`."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- by hand: tests/test_e2e_run.py runs this block -->")
+    block = readme[start : readme.index("<!-- end of by hand -->", start)]
+    block = block.split("```sh\n", 1)[1].rsplit("```", 1)[0]
+    return block.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace("Port=8080", f"Port={port}")
+
+
+@needs("node")
+@needs("java")
+@needs("git")
+def test_the_readmes_by_hand_settings_route_every_runtime(tmp_path, server_cert, idp, api_tls):
+    """Without `run`: mitmdump started on its own, the README's block run as it stands."""
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(rules(rule("api", api_tls, idp, accept=None)))
+    url = f"{api_tls.origin}/v1"
+    clients = {
+        "curl": f"curl -sS -o /dev/null -w '%{{http_code}}\\n' {url}",
+        "python": f"{sys.executable} -c '{PYTHON_CLIENT}' {url}",
+        "node": f"node -e '{NODE_CLIENT}' {url}",
+        "java": f"java {CLIENTS / 'Fetch.java'} {url} 2>/dev/null",
+        "git": f"git ls-remote {api_tls.origin}/team/repo.git >/dev/null 2>&1 || true",
+    }
+    home = tmp_path / "home"
+    home.mkdir()
+    outside = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    with Mitmdump(rules_file, home / ".mitmproxy", upstream_ca=server_cert.ca_file) as proxy:
+        script = by_hand_block(proxy.port) + "\n" + "\n".join(clients.values())
+        done = subprocess.run(
+            ["bash", "-ec", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={**outside, "HOME": str(home), "GIT_TERMINAL_PROMPT": "0"},
+        )
+    assert done.returncode == 0, done.stderr
+    # curl 1, Python 3, Node 3, Java 2; git's exit status: the API's answer is no repository
+    assert done.stdout.split()[:9] == ["200"] * 9
+    git_requests = [r for r in api_tls.requests if "/team/repo.git/" in r.path]
+    assert git_requests
+    assert authorizations(api_tls) == ["Bearer sentinel-token-1"] * len(api_tls.requests)
+    assert len(api_tls.requests) == 9 + len(git_requests)
