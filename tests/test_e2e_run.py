@@ -164,6 +164,15 @@ def test_a_signal_reaches_the_command_and_the_proxy_stops_after_it(tmp_path, idp
         httpx.get("http://example.test/", proxy=proxy, trust_env=False)
 
 
+def test_a_command_that_cannot_run_is_one_line_and_status_127(tmp_path, server_cert, idp, api):
+    done = run_behind(
+        tmp_path, rules(rule("api", api, idp)), ["no-such-command-here"], server_cert=server_cert
+    )
+    assert done.returncode == 127  # as a shell says it
+    assert "error: cannot run no-such-command-here: No such file or directory" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_bad_rules_file_stops_before_the_command_runs(tmp_path, server_cert):
     ran = tmp_path / "ran"
     done = run_behind(
