@@ -396,3 +396,32 @@ def test_a_token_that_arrives_past_its_usable_time_goes_to_its_waiters_only(capl
     assert calls == 2
     assert "already past its usable time: sent with the waiting requests only" in caplog.text
     assert caplog.text.count("took 2.0 s to issue a token that lives 1 s") == 1
+
+
+def test_a_stored_tokens_lifetime_counts_from_its_first_fetch():
+    """A token another process fetched 30 s ago lives 30 s less here, and is refreshed as soon
+    as that process would refresh it: the fleet keeps one schedule."""
+
+    async def from_store(creds: Credentials) -> Token:
+        return Token(Secret("shared"), expires_in=100, age=30.0, source="store")
+
+    clock = Clock()
+    cache = TokenCache(from_store, clock=clock, refresh_ahead=0.8)
+    cache.use({A: ("api",)})
+    lease = asyncio.run(cache.get(A))
+    assert lease.usable_until == pytest.approx(time.time() + 60, abs=1)  # 100 - 30 - 10
+    (status,) = cache.status()
+    assert (status.source, status.from_store, status.fetches) == ("store", 1, 0)
+    assert status.usable_for == pytest.approx(60)
+    clock.now += 49
+    assert cache.cached(A) is lease
+    assert cache.status()[0].state == "valid"
+    clock.now += 1  # 80 s after the first fetch: refresh ahead starts
+
+    async def due() -> str:
+        assert cache.cached(A) is lease
+        state = cache.status()[0].state
+        await asyncio.sleep(0)  # the refresh (an instant one) ends before the loop does
+        return state
+
+    assert asyncio.run(due()) == "refreshing"

@@ -41,7 +41,6 @@ class Lease:
 @dataclass
 class _Entry:
     lease: Lease | None = None
-    fetched_at: float = 0.0
     refresh_at: float = 0.0
     """From here on, a request starts a refresh in the background."""
     usable_until: float = 0.0
@@ -58,6 +57,9 @@ class _Entry:
     """Whether a token that arrived past its usable time has been explained once."""
     hits: int = 0
     fetches: int = 0
+    """Asked of this process's fetch: the token endpoint, or a shared store in front of it."""
+    from_store: int = 0
+    """Of those, answered with a token another process had fetched."""
     failed_fetches: int = 0
     purges: int = 0
 
@@ -75,11 +77,16 @@ class Status:
     state: str
     """missing, fetching, valid, refreshing, failing (token still used), failed, expired."""
     fingerprint: str | None
+    source: str | None
+    """Where the current token came from: "endpoint" or "store"."""
     usable_for: float | None
     """Seconds the current token will still be handed out."""
     last_error: str | None
     hits: int
     fetches: int
+    """Tokens this process fetched from the token endpoint, failures included."""
+    from_store: int
+    """Tokens taken from a shared store that another process had fetched."""
     failed_fetches: int
     purges: int
 
@@ -232,10 +239,12 @@ class TokenCache:
                     rules=rules,
                     state=_state(entry, usable),
                     fingerprint=entry.token.access_token.fingerprint if entry.token else None,
+                    source=entry.token.source if entry.token else None,
                     usable_for=entry.usable_until - now if usable else None,
                     last_error=str(entry.last_error) if entry.last_error else None,
                     hits=entry.hits,
-                    fetches=entry.fetches,
+                    fetches=entry.fetches - entry.from_store,
+                    from_store=entry.from_store,
                     failed_fetches=entry.failed_fetches,
                     purges=entry.purges,
                 )
@@ -267,10 +276,12 @@ class TokenCache:
             raise error from None
         finally:
             entry.fetch = None
+        if token.source != "endpoint":
+            entry.from_store += 1
         lifetime = token.expires_in or self.default_lifetime
-        entry.fetched_at = started
-        entry.usable_until = started + lifetime - min(self.expiry_delta, lifetime / 2)
-        entry.refresh_at = min(started + lifetime * self.refresh_ahead, entry.usable_until)
+        issued = started - token.age  # a stored token's lifetime began at its first fetch
+        entry.usable_until = issued + lifetime - min(self.expiry_delta, lifetime / 2)
+        entry.refresh_at = min(issued + lifetime * self.refresh_ahead, entry.usable_until)
         entry.failures = 0
         entry.last_error = None
         entry.retry_at = 0.0
@@ -298,7 +309,8 @@ class TokenCache:
                 )
         latency = (received - started) * 1000
         log.info(
-            "token fetched for rule %s (%s) in %.0f ms: sha256:%s, %s, scopes %s",
+            "token %s for rule %s (%s) in %.0f ms: sha256:%s, %s, scopes %s",
+            "fetched" if token.source == "endpoint" else f"taken from the {token.source}",
             self._names(creds),
             reason,
             latency,
@@ -316,6 +328,7 @@ class TokenCache:
             lifetime=lifetime,
             token=token.access_token.fingerprint,
             scopes=list(creds.scopes),
+            source=token.source,
         )
         return lease
 

@@ -43,6 +43,11 @@ class Token:
     expires_in: int | None = None
     """Seconds, as the endpoint sent it; None when it sent none (or 0)."""
     scope: str | None = None
+    age: float = 0.0
+    """Seconds between the token's fetch and now, for a token taken from a shared store: its
+    lifetime counts from that fetch, not from when this process got it."""
+    source: str = "endpoint"
+    """Where this process got it: "endpoint", or "store" (another process fetched it)."""
 
 
 def parse_token_response(status: int, content_type: str, body: bytes) -> Token:

@@ -39,7 +39,7 @@ def status_rows(statuses: list[Status], injected: Counter[str]) -> list[tuple[st
                     rule,
                     credential_label(s),
                     s.state,
-                    f"sha256:{s.fingerprint}" if s.fingerprint else "-",
+                    _token(s),
                     f"{s.usable_for:.0f} s" if s.usable_for is not None else "-",
                     str(s.fetches),
                     str(s.failed_fetches),
@@ -50,6 +50,13 @@ def status_rows(statuses: list[Status], injected: Counter[str]) -> list[tuple[st
                 )
             )
     return rows
+
+
+def _token(status: Status) -> str:
+    if status.fingerprint is None:
+        return "-"
+    shared = " (from the store)" if status.source == "store" else ""
+    return f"sha256:{status.fingerprint}{shared}"
 
 
 def format_table(rows: list[tuple[str, ...]]) -> str:
@@ -67,8 +74,10 @@ def summary(statuses: list[Status], injected: Counter[str], refused: Counter[str
     fetches = sum(s.fetches for s in statuses)
     failed = sum(s.failed_fetches for s in statuses)
     purges = sum(s.purges for s in statuses)
+    from_store = sum(s.from_store for s in statuses)
+    shared = f", {from_store} from the store" if from_store else ""
     return (
         f"oauth: {sum(injected.values())} request(s) got a token, "
-        f"{sum(refused.values())} refused; {fetches} token fetch(es), {failed} failed, "
+        f"{sum(refused.values())} refused; {fetches} token fetch(es){shared}, {failed} failed, "
         f"{purges} purge(s)"
     )
