@@ -1,0 +1,367 @@
+"""The shared token store's parts, in-process: the option, keys, sealing, SQLite, sharing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from mitm_oauth.model import Credentials
+from mitm_oauth.oauth.cache import TokenCache
+from mitm_oauth.oauth.response import Token
+from mitm_oauth.secret import Secret, SecretFile
+from mitm_oauth.store.base import Stored, StoreError
+from mitm_oauth.store.keys import credential_material, store_key
+from mitm_oauth.store.sealing import Sealer, configured_keys
+from mitm_oauth.store.shared import SharedFetch
+from mitm_oauth.store.spec import parse_store
+from mitm_oauth.store.sqlite import SQLiteStore
+
+CREDS = Credentials(
+    "https://idp.example/token", Secret("client-7"), Secret("s3cret-7"), scopes=("read",)
+)
+
+
+# -- oauth_store -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "display"),
+    [
+        ("memory", "memory", "memory"),
+        ("", "memory", "memory"),
+        ("sqlite:/var/lib/oauth.db", "sqlite", "sqlite:/var/lib/oauth.db"),
+        ("redis://cache:6379/2", "redis", "redis://cache:6379/2"),
+        ("rediss://app:${PW}@cache:6380", "redis", "rediss://app:***@cache:6380"),
+        ("unix:///run/redis.sock", "redis", "unix:///run/redis.sock"),
+    ],
+)
+def test_the_store_option_takes_each_form_and_never_shows_a_password(value, kind, display):
+    spec = parse_store(value, {"PW": "hunter2"})
+    assert (spec.kind, spec.display) == (kind, display)
+    assert "hunter2" not in repr(spec) + spec.display
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("mongodb://x", "oauth_store must be memory, sqlite:PATH, redis://"),
+        ("sqlite:", "oauth_store: sqlite: needs a file"),
+        ("redis://:pw@cache:port", "oauth_store: 'redis://:***@cache:port' has a port that is"),
+        ("redis://cache/db1", "the database is a number"),
+        ("redis://${NOPE}@cache", "oauth_store: environment variable NOPE is not set"),
+        ("unix://", "needs the socket's path"),
+    ],
+)
+def test_a_wrong_store_option_says_what_is_wrong(value, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as raised:
+        parse_store(value, {})
+    assert "pw@" not in str(raised.value)
+
+
+def test_a_redis_password_may_come_from_its_variable():
+    spec = parse_store("redis://cache:6379", {"OAUTH_STORE_PASSWORD": "hunter2"})
+    assert spec.password == "hunter2"
+    assert "hunter2" not in repr(spec)
+
+
+# -- keys and sealing ------------------------------------------------------------------------
+
+
+def test_the_store_key_changes_with_anything_that_decides_the_token(tmp_path):
+    key = store_key(credential_material(CREDS))
+    assert key.startswith("mitm-oauth:v1:")
+    for other in (
+        Credentials(CREDS.token_url, Secret("client-7"), Secret("rotated"), scopes=("read",)),
+        Credentials(CREDS.token_url, Secret("client-7"), Secret("s3cret-7"), scopes=("write",)),
+        Credentials(
+            CREDS.token_url,
+            Secret("client-7"),
+            Secret("s3cret-7"),
+            scopes=("read",),
+            endpoint_params=(("audience", ("a",)),),
+        ),
+    ):
+        assert store_key(credential_material(other)) != key
+    assert store_key(credential_material(CREDS)) == key
+    assert "client-7" not in key
+    assert "s3cret-7" not in key
+
+
+def test_a_secret_file_counts_with_its_content(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("one\n")
+    creds = Credentials(CREDS.token_url, Secret("c"), SecretFile(str(secret)))
+    before = store_key(credential_material(creds))
+    secret.write_text("two\n")
+    assert store_key(credential_material(creds)) != before
+
+
+def test_sealed_values_open_only_with_their_key_and_keys_rotate():
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    material = credential_material(CREDS)
+    sealed_old = Sealer(configured_keys({"OAUTH_STORE_KEY": old})).seal(material, b"tok")
+    rotated = Sealer(configured_keys({"OAUTH_STORE_KEY": f"{new},{old}"}))
+    assert rotated.open(material, sealed_old) == b"tok"
+    assert Sealer(configured_keys({"OAUTH_STORE_KEY": new})).open(material, sealed_old) is None
+    assert b"tok" not in sealed_old
+    derived = Sealer().seal(material, b"tok")
+    assert Sealer().open(material, derived) == b"tok"
+    other = credential_material(Credentials(CREDS.token_url, Secret("c"), Secret("x")))
+    assert Sealer().open(other, derived) is None  # only holders of the secret open it
+
+
+def test_a_malformed_store_key_is_one_line_naming_which():
+    good = Fernet.generate_key().decode()
+    with pytest.raises(ValueError, match=r"OAUTH_STORE_KEY: key 2 of 2 is not a Fernet key"):
+        configured_keys({"OAUTH_STORE_KEY": f"{good},not-a-key"})
+    assert configured_keys({}) is None
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def test_sqlite_keeps_values_for_their_time_and_compares_before_deleting(tmp_path):
+    async def scenario() -> None:
+        store = SQLiteStore(str(tmp_path / "oauth.db"))
+        try:
+            await store.put("k", b"v1", 60)
+            stored = await store.get("k")
+            assert stored is not None
+            assert stored.value == b"v1"
+            assert 59 < stored.remaining <= 60
+            assert await store.count() == 1
+            await store.put("gone", b"x", -1)
+            assert await store.get("gone") is None
+            assert not await store.delete_if("k", b"other")
+            assert await store.delete_if("k", b"v1")
+            assert await store.get("k") is None
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+    assert stat.S_IMODE((tmp_path / "oauth.db").stat().st_mode) == 0o600
+
+
+def test_sqlite_locks_have_one_holder_until_released_or_run_out(tmp_path):
+    async def scenario() -> None:
+        a, b = SQLiteStore(str(tmp_path / "oauth.db")), SQLiteStore(str(tmp_path / "oauth.db"))
+        try:
+            assert await a.acquire("lock", "a", 60)
+            assert not await b.acquire("lock", "b", 60)
+            assert not await b.extend("lock", "b", 60)
+            await b.release("lock", "b")  # not its lock: nothing happens
+            assert not await b.acquire("lock", "b", 60)
+            await a.release("lock", "a")
+            assert await b.acquire("lock", "b", -1)  # taken, and already run out
+            assert await a.acquire("lock", "a", 60)
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_sqlite_purge_marks_last_their_time(tmp_path):
+    async def scenario() -> set[tuple[str, str]]:
+        store = SQLiteStore(str(tmp_path / "oauth.db"))
+        try:
+            await store.mark_purged("k", "abcd1234", 60)
+            await store.mark_purged("old", "ffff0000", -1)
+            return await store.purged()
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == {("k", "abcd1234")}
+
+
+def test_the_sqlite_file_may_be_deleted_at_any_time(tmp_path):
+    path = tmp_path / "oauth.db"
+
+    async def scenario() -> None:
+        store = SQLiteStore(str(path))
+        try:
+            await store.put("k", b"v", 60)
+            for name in ("oauth.db", "oauth.db-wal", "oauth.db-shm"):
+                (tmp_path / name).unlink(missing_ok=True)
+            assert await store.get("k") is None  # a new, empty file
+            await store.put("k", b"v2", 60)
+            stored = await store.get("k")
+            assert stored is not None
+            assert stored.value == b"v2"
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+    assert path.exists()
+
+
+def test_a_sqlite_file_that_cannot_be_made_is_one_line(tmp_path):
+    store = SQLiteStore(str(tmp_path / "missing-dir" / "oauth.db"))
+    with pytest.raises(StoreError, match=r"sqlite:.*oauth.db: cannot open it: No such file"):
+        store.check()
+
+
+# -- sharing ---------------------------------------------------------------------------------
+
+
+class Endpoint:
+    """Counts fetches; each waits for `gate`, so that concurrent callers overlap."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.called = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def __call__(self, creds: Credentials) -> Token:
+        self.calls += 1
+        self.called.set()
+        await self.gate.wait()
+        return Token(Secret(f"tok-{self.calls}"), expires_in=3600)
+
+
+def shared(store: SQLiteStore, endpoint: Endpoint) -> tuple[SharedFetch, TokenCache]:
+    """A process's cache with the store between it and the endpoint."""
+    holder: list[SharedFetch] = []
+
+    async def fetch(creds: Credentials) -> Token:
+        return await holder[0].fetch(creds)
+
+    cache = TokenCache(fetch)
+    holder.append(SharedFetch(store, endpoint, Sealer(), cache))
+    cache.use({CREDS: ("api",)})
+    return holder[0], cache
+
+
+def test_several_processes_sharing_a_store_fetch_once(tmp_path):
+    async def scenario() -> list[Token]:
+        endpoint = Endpoint()
+        stores = [SQLiteStore(str(tmp_path / "oauth.db")) for _ in range(4)]
+        caches = [shared(store, endpoint)[1] for store in stores]
+        try:
+            waiting = [asyncio.create_task(c.get(CREDS)) for c in caches for _ in range(5)]
+            await asyncio.wait_for(endpoint.called.wait(), 10)
+            endpoint.gate.set()
+            leases = await asyncio.gather(*waiting)
+            return [lease.token for lease in leases]
+        finally:
+            for store in stores:
+                await store.close()
+
+    tokens = asyncio.run(scenario())
+    assert {t.access_token.reveal() for t in tokens} == {"tok-1"}
+    assert sum(t.source == "store" for t in tokens) == 15  # 3 processes x 5 requests
+
+
+def test_a_stored_token_keeps_its_age_and_is_not_taken_past_its_refresh_point(tmp_path):
+    async def scenario() -> tuple[Token, Token | None]:
+        store = SQLiteStore(str(tmp_path / "oauth.db"))
+        endpoint = Endpoint()
+        endpoint.gate.set()
+        sharer, _cache = shared(store, endpoint)
+        try:
+            await sharer.fetch(CREDS)
+            stored = await store.get(store_key(credential_material(CREDS)))
+            assert stored is not None
+            # As if fetched 1,000 s ago (of 3,590 usable), then 3,000 s ago (past 80 %).
+            await store.put(stored_key(), stored.value, 3590 - 1000)
+            young = await sharer.fetch(CREDS)
+            await store.put(stored_key(), stored.value, 3590 - 3000)
+            calls = endpoint.calls
+            old = await sharer.fetch(CREDS)
+            return young, old if endpoint.calls == calls else None
+        finally:
+            await store.close()
+
+    young, old = asyncio.run(scenario())
+    assert young.source == "store"
+    assert young.age == pytest.approx(1000, abs=2)
+    assert old is None  # past its refresh point: fetched anew, not taken
+
+
+def stored_key() -> str:
+    return store_key(credential_material(CREDS))
+
+
+class BrokenStore:
+    description = "redis://cache:6379"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def get(self, key: str) -> Stored | None:
+        self.calls += 1
+        raise StoreError("redis://cache:6379: connection refused")
+
+    purged = get  # type: ignore[assignment]
+
+
+def test_a_failing_store_is_said_once_and_every_fetch_goes_on_without_it(caplog):
+    async def scenario(store: BrokenStore) -> list[Token]:
+        endpoint = Endpoint()
+        endpoint.gate.set()
+        events: list[dict[str, object]] = []
+        sharer = SharedFetch(
+            store, endpoint, Sealer(), TokenCache(endpoint), on_event=events.append
+        )  # type: ignore[arg-type]
+        tokens = [await sharer.fetch(CREDS) for _ in range(3)]
+        assert events == [
+            {
+                "event": "store_down",
+                "store": "redis://cache:6379",
+                "reason": "redis://cache:6379: connection refused",
+            }
+        ]
+        return tokens
+
+    store = BrokenStore()
+    with caplog.at_level(logging.WARNING):
+        tokens = asyncio.run(scenario(store))
+    assert [t.source for t in tokens] == ["endpoint"] * 3
+    assert store.calls == 1  # tried again only after RETRY seconds
+    assert caplog.text.count("going on without it") == 1
+
+
+def test_a_purge_takes_the_token_out_and_marks_it_for_every_process(tmp_path):
+    async def scenario() -> list[tuple[Credentials, str]]:
+        path = str(tmp_path / "oauth.db")
+        endpoint = Endpoint()
+        endpoint.gate.set()
+        one, _ = shared(SQLiteStore(path), endpoint)
+        two, _ = shared(SQLiteStore(path), endpoint)
+        try:
+            token = await one.fetch(CREDS)
+            assert (await two.fetch(CREDS)).source == "store"
+            await one.purge(CREDS, token)
+            assert await one.store.get(stored_key()) is None
+            return await two.rejected_elsewhere()
+        finally:
+            await one.store.close()
+            await two.store.close()
+
+    marks = asyncio.run(scenario())
+    assert marks == [(CREDS, Secret("tok-1").fingerprint)]
+
+
+def test_nothing_stored_shows_a_token_a_secret_or_a_client_id(tmp_path):
+    async def scenario() -> None:
+        store = SQLiteStore(str(tmp_path / "oauth.db"))
+        endpoint = Endpoint()
+        endpoint.gate.set()
+        sharer, _ = shared(store, endpoint)
+        try:
+            token = await sharer.fetch(CREDS)
+            await sharer.purge(CREDS, token)
+            await sharer.fetch(CREDS)
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+    stored = b"".join(p.read_bytes() for p in Path(tmp_path).iterdir())
+    for clear in (b"tok-1", b"tok-2", b"s3cret-7", b"client-7"):
+        assert clear not in stored
