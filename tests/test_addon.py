@@ -227,7 +227,9 @@ def test_console_commands_through_the_command_manager(rules_file):
         assert explained.startswith("POST https://api.example.com/v1/x → rule api")
         not_covered = commands.execute("oauth.explain https://api.example.com/v2")
         assert "api  path /v2 is not under /v1" in not_covered
-        assert commands.execute("oauth.status").splitlines()[1].startswith("api ")
+        status = commands.execute("oauth.status").splitlines()
+        assert status[0] == "store: memory (this process only)"
+        assert status[2].startswith("api ")
         assert " missing " in commands.execute("oauth.status")
         assert commands.execute("oauth.flush") == "dropped 0 token(s)"
         with pytest.raises(exceptions.CommandError, match="no rule named 'nope'"):

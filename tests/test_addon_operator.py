@@ -71,7 +71,8 @@ def test_the_json_event_log_records_failures_and_refuses_a_path_it_cannot_open(
 
 def status_table(addon: ClientCredentials) -> list[dict[str, str]]:
     """oauth.status as the console shows it, one dict per rule, by column title."""
-    titles, *rows = addon.commands.status().splitlines()
+    store, titles, *rows = addon.commands.status().splitlines()
+    assert store == "store: memory (this process only)"
     columns = re.split(r"\s{2,}", titles)
     return [dict(zip(columns, re.split(r"\s{2,}", row), strict=False)) for row in rows]
 
@@ -109,7 +110,9 @@ def test_no_rules_no_status(tmp_path):
     addon = ClientCredentials()
     with taddons.context(addon) as tctx:
         tctx.configure(addon, oauth_rules=str(tmp_path / "missing.yaml"))
-        assert tctx.master.commands.execute("oauth.status") == "no rules loaded"
+        assert tctx.master.commands.execute("oauth.status") == (
+            "store: memory (this process only)\nno rules loaded"
+        )
         assert tctx.master.commands.execute("oauth.explain https://a.example/") == (
             "no valid rules file is loaded"
         )

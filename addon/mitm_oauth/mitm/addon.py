@@ -16,8 +16,10 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import server_hooks
 
 from ..matching.index import RuleIndex
+from ..model import Credentials
 from ..oauth.cache import Fetch, TokenCache
 from ..oauth.client import TokenClient
+from ..oauth.response import Token
 from ..observe.redaction import Redactor
 from ..observe.status import summary
 from . import options
@@ -32,6 +34,7 @@ from .refuser import Refuser
 from .responses import Responses
 from .rules_watcher import RulesWatcher
 from .self_access import SelfAccess
+from .sharing import Sharing
 from .streaming import Streaming
 
 log = logging.getLogger(__name__)
@@ -63,7 +66,9 @@ class ClientCredentials:
         self.redactor = Redactor()
         self.events = EventRecorder(self.redactor)
         self.client = TokenClient(redactor=self.redactor)
-        self.cache = TokenCache(fetch or self.client.fetch, on_event=self.events.record)
+        self.cache = TokenCache(fetch or self.fetch_token, on_event=self.events.record)
+        self.sharing = Sharing(self.cache, self.client, self.events)
+        """The token store shared with other processes, if `oauth_store` names one."""
         self.client.observer = ExchangeView(self.cache).show
         self.refuser = Refuser(self.refusals)
         self.injector = Injector(self.cache, self.redactor, self.clients, self.refuser)
@@ -71,7 +76,7 @@ class ClientCredentials:
         self.streaming = Streaming(self.injector)
         self.final_check = FinalCheck(self.injector, self.refuser)
         self.watcher = RulesWatcher(self.use_rules, self.events.record, self.self_access.refresh)
-        self.commands = Commands(self.cache, self.injector)
+        self.commands = Commands(self.cache, self.injector, self.sharing)
         self.started = False
         self._closing: asyncio.Task[None] | None = None
 
@@ -92,6 +97,13 @@ class ClientCredentials:
             log.error("%s", e)  # at start-up: one line, and mitmdump stops (no traceback)
             return
         options.configure_fetching(self.cache, self.client)
+        try:
+            self.sharing.configure(updated)
+        except exceptions.OptionsError as e:
+            if self.started:
+                raise
+            log.error("%s", e)
+            return
         self.responses.configure(updated)
         self.streaming.configure()
         self.clients.configure(updated)
@@ -108,6 +120,8 @@ class ClientCredentials:
         self.final_check.place()
         self.redactor.install()
         self.watcher.start()
+        self.sharing.running()
+        self.sharing.prefetch(list(self.cache.credential_sets()))
 
     def done(self) -> None:
         """Synchronous: mitmproxy calls `done` from a synchronous context when it reloads the
@@ -124,11 +138,18 @@ class ClientCredentials:
     async def close_clients(self) -> None:
         await self.client.aclose()
         await self.responses.replayer.aclose()
+        await self.sharing.done()
+
+    async def fetch_token(self, creds: Credentials) -> Token:
+        """The cache's way to a token: the shared store, or the token endpoint."""
+        return await self.sharing.fetch(creds)
 
     def use_rules(self, index: RuleIndex) -> None:
         """Hand newly loaded rules to the parts that use them."""
         self.cache.use(index.credential_sets)
         self.injector.use(index)
+        if self.started:  # at start-up, `running` prefetches
+            self.sharing.prefetch(list(index.credential_sets))
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         self.self_access.http_connect(flow)

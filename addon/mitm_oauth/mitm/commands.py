@@ -12,19 +12,23 @@ from ..matching.explain import explain_url
 from ..oauth.cache import TokenCache
 from ..observe.status import format_table, status_rows
 from .injector import Injector
+from .sharing import Sharing
 
 
 class Commands:
     """What an operator asks the running addon: token states, refreshes, why a URL matches."""
 
-    def __init__(self, cache: TokenCache, injector: Injector) -> None:
+    def __init__(self, cache: TokenCache, injector: Injector, sharing: Sharing) -> None:
         self.cache = cache
         self.injector = injector
+        self.sharing = sharing
 
     @command.command("oauth.status")
     def status(self) -> str:
-        """Each rule's credential set, token state, fingerprint, lifetime left and counters."""
-        return format_table(status_rows(self.cache.status(), self.injector.injected))
+        """The token store; each rule's credential set, token state, fingerprint, lifetime
+        left and counters."""
+        table = format_table(status_rows(self.cache.status(), self.injector.injected))
+        return f"{self.sharing.status_line()}\n{table}"
 
     @command.command("oauth.refresh")
     def refresh(self, rule: str = "") -> str:

@@ -78,6 +78,21 @@ def add_options(loader: Loader) -> None:
         choices=SHOW_EXCHANGES,
     )
     loader.add_option(
+        "oauth_store",
+        str,
+        "memory",
+        "Where tokens are shared with other mitmdump processes: memory (this process only), "
+        "sqlite:PATH (one machine), redis://[user:password@]host:port[/db], rediss://… or "
+        "unix:///path (a fleet). ${VAR} comes from the environment.",
+    )
+    loader.add_option(
+        "oauth_prefetch",
+        bool,
+        False,
+        "At start-up and after each reload, get every credential set's token before a "
+        "request asks for one.",
+    )
+    loader.add_option(
         "oauth_stream_responses",
         str,
         "events",

@@ -128,6 +128,7 @@ class TokenCache:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[Event], None] | None = None,
+        on_purge: Callable[[Credentials, Token], None] | None = None,
     ) -> None:
         self._fetch = fetch
         self.expiry_delta = expiry_delta
@@ -138,6 +139,8 @@ class TokenCache:
         self._entries: dict[Credentials, _Entry] = {}
         self._rule_names: dict[Credentials, tuple[str, ...]] = {}
         self.on_event = on_event
+        self.on_purge = on_purge
+        """Told of each purge, so that processes sharing the token drop it too."""
 
     def use(self, credential_sets: Mapping[Credentials, tuple[str, ...]]) -> None:
         """Adopt the credential sets of a rule set (see `rules.credential_sets`), with the
@@ -196,9 +199,7 @@ class TokenCache:
             return False
         entry.last_purge = now
         entry.purges += 1
-        entry.lease = None
-        entry.purged = True
-        entry.usable_until = entry.refresh_at = 0.0
+        _drop(entry)
         log.warning(
             "token sha256:%s for rule %s dropped: %s",
             token.access_token.fingerprint,
@@ -206,6 +207,20 @@ class TokenCache:
             why,
         )
         self._emit("purge", creds, token=token.access_token.fingerprint, why=why)
+        if self.on_purge is not None:
+            self.on_purge(creds, token)
+        return True
+
+    def forget(self, creds: Credentials, fingerprint: str, why: str) -> bool:
+        """Drop the cached token if it is the one with `fingerprint`: another process that
+        shares it has purged it. Not rate-limited: the purging process was."""
+        entry = self._entries.get(creds)
+        token = None if entry is None else entry.token
+        if entry is None or token is None or token.access_token.fingerprint != fingerprint:
+            return False
+        _drop(entry)
+        log.warning("token sha256:%s for rule %s dropped: %s", fingerprint, self._names(creds), why)
+        self._emit("purge", creds, token=fingerprint, why=why)
         return True
 
     def refresh(self, creds: Credentials) -> bool:
@@ -382,6 +397,13 @@ class TokenCache:
             next_attempt_in=round(delay, 1),
             still_using=entry.token.access_token.fingerprint if still and entry.token else None,
         )
+
+
+def _drop(entry: _Entry) -> None:
+    """Stop handing out the entry's token: the next request fetches, "after purge"."""
+    entry.lease = None
+    entry.purged = True
+    entry.usable_until = entry.refresh_at = 0.0
 
 
 def _wall_time() -> str:

@@ -1,0 +1,152 @@
+"""`oauth_store` and `oauth_prefetch`: tokens shared with other mitmdump processes.
+
+The memory cache stays in front, so a request whose token is in memory never touches the
+store. Behind it, `SharedFetch` takes another process's token or fetches for everyone.
+Purges travel through the store: a process marks the token it saw rejected, and every
+process looks for such marks every `WATCH_INTERVAL` seconds and drops the token too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Coroutine
+
+from mitmproxy import ctx, exceptions
+
+from ..model import Credentials
+from ..oauth.cache import TokenCache
+from ..oauth.client import TokenClient
+from ..oauth.response import Token
+from ..store.base import StoreError, TokenStore
+from ..store.sealing import Sealer, configured_keys
+from ..store.shared import SharedFetch
+from ..store.spec import MEMORY, StoreSpec, parse_store
+from ..store.sqlite import SQLiteStore
+from .event_log import EventRecorder
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL = 0.25
+"""Seconds between looks for tokens another process purged: the bound on how long a rejected
+token can still be sent by a process that shares it."""
+COUNT_INTERVAL = 10.0
+"""Seconds between counts of the stored tokens, for `oauth.status`."""
+PREFETCH_CONCURRENCY = 8
+
+
+class Sharing:
+    """The store, if any, between the cache and the token client. A part of the main addon."""
+
+    def __init__(self, cache: TokenCache, client: TokenClient, events: EventRecorder) -> None:
+        self.cache = cache
+        self.client = client
+        self.events = events
+        self.spec: StoreSpec = MEMORY
+        self.shared: SharedFetch | None = None
+        self.stored_tokens: int | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        cache.on_purge = self.purged
+
+    async def fetch(self, creds: Credentials) -> Token:
+        """The cache's fetch: through the store when there is one."""
+        if self.shared is not None:
+            return await self.shared.fetch(creds)
+        return await self.client.fetch(creds)
+
+    def configure(self, updated: set[str]) -> None:
+        """Raises OptionsError for a store that cannot be used; the previous one stays."""
+        if self.shared is not None:
+            self.shared.token_timeout = ctx.options.oauth_token_timeout
+        if "oauth_store" not in updated:
+            return
+        try:
+            spec = parse_store(ctx.options.oauth_store)
+            sealer = Sealer(configured_keys() if spec.kind != "memory" else None)
+            store = _open(spec)
+        except (ValueError, StoreError) as e:
+            raise exceptions.OptionsError(str(e)) from None
+        previous = self.shared
+        self.spec = spec
+        self.shared = None
+        self.stored_tokens = None
+        if store is not None:
+            self.shared = SharedFetch(
+                store, self.client.fetch, sealer, self.cache, on_event=self.events.record
+            )
+            self.shared.token_timeout = ctx.options.oauth_token_timeout
+            log.info("tokens shared through %s (sealed %s)", spec.display, sealer.mode)
+        if previous is not None:
+            self._spawn(previous.store.close())
+
+    def running(self) -> None:
+        self._watch = asyncio.get_running_loop().create_task(self.watch())
+
+    async def done(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        if self.shared is not None:
+            await self.shared.store.close()
+
+    def purged(self, creds: Credentials, token: Token) -> None:
+        """The cache dropped a rejected token: tell the others through the store."""
+        if self.shared is not None:
+            self._spawn(self.shared.purge(creds, token))
+
+    def prefetch(self, credential_sets: list[Credentials]) -> None:
+        """Get every credential set's token now, before a request asks (`oauth_prefetch`)."""
+        if ctx.options.oauth_prefetch and credential_sets:
+            self._spawn(self._prefetch(credential_sets))
+
+    def status_line(self) -> str:
+        if self.shared is None:
+            return "store: memory (this process only)"
+        if self.shared.down is not None:
+            return f"store: {self.spec.display}: unreachable ({self.shared.down})"
+        count = "?" if self.stored_tokens is None else str(self.stored_tokens)
+        return f"store: {self.spec.display}: reachable, {count} token(s) stored"
+
+    async def watch(self) -> None:
+        """Drop the tokens other processes purged; count the stored ones now and then."""
+        since_count = COUNT_INTERVAL
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            shared = self.shared
+            if shared is None:
+                continue
+            for creds, fingerprint in await shared.rejected_elsewhere():
+                self.cache.forget(creds, fingerprint, "rejected upstream, as another process said")
+            since_count += WATCH_INTERVAL
+            if since_count >= COUNT_INTERVAL and shared.down is None:
+                since_count = 0.0
+                with contextlib.suppress(StoreError):
+                    self.stored_tokens = await shared.store.count()
+
+    async def _prefetch(self, credential_sets: list[Credentials]) -> None:
+        limit = asyncio.Semaphore(PREFETCH_CONCURRENCY)
+
+        async def one(creds: Credentials) -> None:
+            async with limit:
+                with contextlib.suppress(Exception):  # the cache has logged the failure
+                    await self.cache.get(creds)
+
+        await asyncio.gather(*(one(c) for c in credential_sets))
+
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _open(spec: StoreSpec) -> TokenStore | None:
+    """The store `spec` names, checked now for what can be checked at start-up."""
+    if spec.kind == "memory":
+        return None
+    if spec.kind == "sqlite":
+        store = SQLiteStore(os.path.expanduser(spec.target))
+        store.check()
+        return store
+    raise ValueError(f"oauth_store: {spec.display}: Redis is not supported yet")
