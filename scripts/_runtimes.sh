@@ -24,3 +24,16 @@ ensure_node_routing() {
     fi
     rm -rf "$scratch"
 }
+
+# ensure_redis: Debian's redis-server for the shared-store tests, where it is missing and this
+# runs as root with apt-get (as CI does). Elsewhere, the tests that need it are skipped and
+# scripts/test says so. The tests start their own redis-server on a free port.
+ensure_redis() {
+    command -v redis-server >/dev/null && return 0
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 0
+    echo "Installing redis-server (Debian's package) for the shared-store tests..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q redis-server >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q redis-server >/dev/null 2>&1; } ||
+        echo "could not install redis-server: its tests will be skipped" >&2
+}

@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.certs import ServerCert, make_server_cert
 from tests.support.proxy import ADDON, Mitmdump, Mitmweb
+from tests.support.redis import REDIS_SERVER, RedisServer
 from tests.support.servers import DripServer, RecordingServer, TokenIssuer, echo
 
 CLIENT_SECRET = "sentinel-client-secret-7f3a"
@@ -166,5 +167,23 @@ SLOW_FILES = ("test_e2e_", "test_cli", "test_interop")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark what starts processes `slow`: `-m "not slow"` is the in-process set, in seconds."""
     for item in items:
-        if item.path.name.startswith(SLOW_FILES) or "start_proxy" in item.fixturenames:
+        starts = {"start_proxy", "redis_server"} & set(item.fixturenames)
+        if item.path.name.startswith(SLOW_FILES) or starts:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server per test module, emptied before each test that asks for `fresh_redis`."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (scripts/test installs it)")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_redis(redis_server: RedisServer) -> RedisServer:
+    with redis_server.client() as client:
+        client.flushall()
+    return redis_server

@@ -9,12 +9,22 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+from cryptography.fernet import Fernet
 
 from tests.conftest import CLIENT_SECRET, StartProxy, async_client, client, rule, rules
 from tests.support.proxy import Mitmdump
 from tests.support.servers import Recorded, RecordingServer, Reply
 
 LOG_TIME = re.compile(r"^\[(\d\d):(\d\d):(\d\d)\.(\d{3})\]")
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An `oauth_store` value: a SQLite file, or a fresh redis-server's URL."""
+    if request.param == "sqlite":
+        return f"sqlite:{tmp_path / 'oauth.db'}"
+    return request.getfixturevalue("fresh_redis").url
 
 
 def token_requests(idp: RecordingServer) -> int:
@@ -30,9 +40,8 @@ def fleet(start_proxy: StartProxy, rules_text: str, store: str, size: int) -> li
     return [start_proxy(rules_text, options={"oauth_store": store}) for _ in range(size)]
 
 
-def test_four_instances_in_a_cold_burst_fetch_one_token(start_proxy, tmp_path, idp, api):
+def test_four_instances_in_a_cold_burst_fetch_one_token(start_proxy, store, idp, api):
     """4 mitmdump processes x 25 concurrent first requests: one token request in all."""
-    store = f"sqlite:{tmp_path / 'oauth.db'}"
     proxies = fleet(start_proxy, rules(rule("api", api, idp)), store, 4)
 
     async def everyone() -> list[httpx.Response]:
@@ -82,10 +91,9 @@ def logged_at(proxy: Mitmdump, text: str) -> float:
     return hours * 3600 + minutes * 60 + seconds + millis / 1000
 
 
-def test_a_purge_in_one_instance_reaches_the_others_within_a_second(start_proxy, tmp_path, idp):
+def test_a_purge_in_one_instance_reaches_the_others_within_a_second(start_proxy, store, idp):
     api_behaviour = Rejecting()
     with RecordingServer(api_behaviour) as api:
-        store = f"sqlite:{tmp_path / 'oauth.db'}"
         one, two = fleet(start_proxy, rules(rule("api", api, idp)), store, 2)
         for proxy in (one, two):  # both hold token-1: one fetched it, two took it
             with client(proxy) as http:
@@ -153,3 +161,80 @@ def test_the_store_file_holds_no_token_secret_or_client_id(start_proxy, tmp_path
     for clear in (*issuer.issued, CLIENT_SECRET, "client-api"):
         assert clear.encode() not in stored
     assert len(issuer.issued) >= 2
+
+
+def test_the_redis_store_holds_no_token_secret_or_client_id(start_proxy, fresh_redis, idp, issuer):
+    api_behaviour = Rejecting()
+    with RecordingServer(api_behaviour) as api:
+        one, two = fleet(start_proxy, rules(rule("api", api, idp)), fresh_redis.url, 2)
+        for proxy in (one, two, one, two):
+            with client(proxy) as http:
+                http.get(f"{api.origin}/v1")
+            api_behaviour.rejected.add("sentinel-token-1")
+    with fresh_redis.client() as redis:
+        names = list(redis.scan_iter("*"))
+        stored = b"".join(names) + b"".join(redis.dump(name) or b"" for name in names)
+    assert len(names) >= 2  # a token, the purge marks
+    for clear in (*issuer.issued, CLIENT_SECRET, "client-api"):
+        assert clear.encode() not in stored
+    assert len(issuer.issued) >= 2
+
+
+def test_redis_killed_mid_run_fails_no_request_and_sharing_resumes(
+    start_proxy, fresh_redis, idp, issuer, api
+):
+    """Tokens of 3 s keep both instances at their store; redis-server dies and comes back."""
+    issuer.expires_in = 3
+    one, two = fleet(start_proxy, rules(rule("api", api, idp)), fresh_redis.url, 2)
+
+    def traffic(seconds: float) -> list[int]:
+        statuses = []
+        until = time.monotonic() + seconds
+        with client(one) as first, client(two) as second:
+            while time.monotonic() < until:
+                statuses += [first.get(f"{api.origin}/v1").status_code]
+                statuses += [second.get(f"{api.origin}/v1").status_code]
+        return statuses
+
+    assert set(traffic(2)) == {200}
+    fresh_redis.kill()
+    assert set(traffic(4)) == {200}  # each instance fetches its own tokens meanwhile
+    for proxy in (one, two):
+        assert proxy.printed("going on without it")
+    fresh_redis.start()
+    for proxy in (one, two):
+        assert proxy.printed("answers again: tokens are shared", timeout=15)
+    taken = sum(p.output.count("taken from the store") for p in (one, two))
+    fetched = token_requests(idp)
+    assert set(traffic(4)) == {200}
+    assert sum(p.output.count("taken from the store") for p in (one, two)) > taken
+    assert token_requests(idp) - fetched <= 4  # about one per 1.5 s usable period, not two
+
+
+def test_instances_with_different_store_keys_each_work(start_proxy, fresh_redis, idp, api):
+    """Neither can open the other's tokens: each fetches its own, nothing fails."""
+    keys = [Fernet.generate_key().decode() for _ in range(2)]
+    proxies = [
+        start_proxy(
+            rules(rule("api", api, idp)),
+            options={"oauth_store": fresh_redis.url},
+            env={"OAUTH_STORE_KEY": key},
+        )
+        for key in keys
+    ]
+    for proxy in proxies:
+        with client(proxy) as http:
+            assert http.get(f"{api.origin}/v1").status_code == 200
+    assert token_requests(idp) == 2
+    for key, proxy in zip(keys, proxies, strict=True):
+        assert key not in proxy.output
+
+
+def test_prefetch_gets_the_tokens_before_any_request(start_proxy, idp, api):
+    proxy = start_proxy(rules(rule("api", api, idp)), options={"oauth_prefetch": "true"})
+    assert proxy.printed("token fetched for rule api (first use)")
+    assert token_requests(idp) == 1
+    with client(proxy) as http:
+        assert http.get(f"{api.origin}/v1").status_code == 200
+    assert token_requests(idp) == 1
+    assert api.requests[0].header("Authorization") == "Bearer sentinel-token-1"

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ from mitm_oauth.model import Credentials
 from mitm_oauth.oauth.cache import TokenCache
 from mitm_oauth.oauth.response import Token
 from mitm_oauth.secret import Secret, SecretFile
-from mitm_oauth.store.base import Stored, StoreError
-from mitm_oauth.store.keys import credential_material, store_key
+from mitm_oauth.store.base import Stored, StoreError, TokenStore
+from mitm_oauth.store.keys import KEY_PREFIX, credential_material, store_key
+from mitm_oauth.store.redis import RedisStore
 from mitm_oauth.store.sealing import Sealer, configured_keys
 from mitm_oauth.store.shared import SharedFetch
 from mitm_oauth.store.spec import parse_store
@@ -123,34 +125,55 @@ def test_a_malformed_store_key_is_one_line_naming_which():
     assert configured_keys({}) is None
 
 
-# -- SQLite ----------------------------------------------------------------------------------
+K, GONE = f"{KEY_PREFIX}k", f"{KEY_PREFIX}gone"
+
+# -- both stores -----------------------------------------------------------------------------
 
 
-def test_sqlite_keeps_values_for_their_time_and_compares_before_deleting(tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.slow)])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], TokenStore]:
+    """Makes a store: each call is another process's view of the same one."""
+    if request.param == "sqlite":
+        return lambda: SQLiteStore(str(tmp_path / "oauth.db"))
+    server = request.getfixturevalue("fresh_redis")
+    return lambda: RedisStore(parse_store(server.url))
+
+
+def test_a_store_keeps_values_for_their_time_and_compares_before_deleting(open_store):
     async def scenario() -> None:
-        store = SQLiteStore(str(tmp_path / "oauth.db"))
+        store = open_store()
         try:
-            await store.put("k", b"v1", 60)
-            stored = await store.get("k")
+            await store.put(K, b"v1", 60)
+            stored = await store.get(K)
             assert stored is not None
             assert stored.value == b"v1"
             assert 59 < stored.remaining <= 60
             assert await store.count() == 1
-            await store.put("gone", b"x", -1)
-            assert await store.get("gone") is None
-            assert not await store.delete_if("k", b"other")
-            assert await store.delete_if("k", b"v1")
-            assert await store.get("k") is None
+            await store.put(GONE, b"x", 0.001)
+            await asyncio.sleep(0.01)
+            assert await store.get(GONE) is None
+            assert not await store.delete_if(K, b"other")
+            assert await store.delete_if(K, b"v1")
+            assert await store.get(K) is None
         finally:
             await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_sqlite_file_is_for_its_owner_only(tmp_path):
+    async def scenario() -> None:
+        store = SQLiteStore(str(tmp_path / "oauth.db"))
+        await store.put("k", b"v", 60)
+        await store.close()
 
     asyncio.run(scenario())
     assert stat.S_IMODE((tmp_path / "oauth.db").stat().st_mode) == 0o600
 
 
-def test_sqlite_locks_have_one_holder_until_released_or_run_out(tmp_path):
+def test_a_lock_has_one_holder_until_released_or_run_out(open_store):
     async def scenario() -> None:
-        a, b = SQLiteStore(str(tmp_path / "oauth.db")), SQLiteStore(str(tmp_path / "oauth.db"))
+        a, b = open_store(), open_store()
         try:
             assert await a.acquire("lock", "a", 60)
             assert not await b.acquire("lock", "b", 60)
@@ -158,8 +181,12 @@ def test_sqlite_locks_have_one_holder_until_released_or_run_out(tmp_path):
             await b.release("lock", "b")  # not its lock: nothing happens
             assert not await b.acquire("lock", "b", 60)
             await a.release("lock", "a")
-            assert await b.acquire("lock", "b", -1)  # taken, and already run out
+            assert await b.acquire("lock", "b", 0.05)
+            assert not await a.acquire("lock", "a", 60)
+            await asyncio.sleep(0.1)  # the lock's own time runs out: nothing to await
             assert await a.acquire("lock", "a", 60)
+            assert not await b.extend("lock", "b", 60)
+            assert await a.extend("lock", "a", 60)
         finally:
             await a.close()
             await b.close()
@@ -167,12 +194,13 @@ def test_sqlite_locks_have_one_holder_until_released_or_run_out(tmp_path):
     asyncio.run(scenario())
 
 
-def test_sqlite_purge_marks_last_their_time(tmp_path):
+def test_purge_marks_last_their_time(open_store):
     async def scenario() -> set[tuple[str, str]]:
-        store = SQLiteStore(str(tmp_path / "oauth.db"))
+        store = open_store()
         try:
             await store.mark_purged("k", "abcd1234", 60)
-            await store.mark_purged("old", "ffff0000", -1)
+            await store.mark_purged("old", "ffff0000", 0.001)
+            await asyncio.sleep(0.01)
             return await store.purged()
         finally:
             await store.close()
@@ -225,7 +253,7 @@ class Endpoint:
         return Token(Secret(f"tok-{self.calls}"), expires_in=3600)
 
 
-def shared(store: SQLiteStore, endpoint: Endpoint) -> tuple[SharedFetch, TokenCache]:
+def shared(store: TokenStore, endpoint: Endpoint) -> tuple[SharedFetch, TokenCache]:
     """A process's cache with the store between it and the endpoint."""
     holder: list[SharedFetch] = []
 
@@ -238,10 +266,10 @@ def shared(store: SQLiteStore, endpoint: Endpoint) -> tuple[SharedFetch, TokenCa
     return holder[0], cache
 
 
-def test_several_processes_sharing_a_store_fetch_once(tmp_path):
+def test_several_processes_sharing_a_store_fetch_once(open_store):
     async def scenario() -> list[Token]:
         endpoint = Endpoint()
-        stores = [SQLiteStore(str(tmp_path / "oauth.db")) for _ in range(4)]
+        stores = [open_store() for _ in range(4)]
         caches = [shared(store, endpoint)[1] for store in stores]
         try:
             waiting = [asyncio.create_task(c.get(CREDS)) for c in caches for _ in range(5)]
@@ -327,13 +355,12 @@ def test_a_failing_store_is_said_once_and_every_fetch_goes_on_without_it(caplog)
     assert caplog.text.count("going on without it") == 1
 
 
-def test_a_purge_takes_the_token_out_and_marks_it_for_every_process(tmp_path):
+def test_a_purge_takes_the_token_out_and_marks_it_for_every_process(open_store):
     async def scenario() -> list[tuple[Credentials, str]]:
-        path = str(tmp_path / "oauth.db")
         endpoint = Endpoint()
         endpoint.gate.set()
-        one, _ = shared(SQLiteStore(path), endpoint)
-        two, _ = shared(SQLiteStore(path), endpoint)
+        one, _ = shared(open_store(), endpoint)
+        two, _ = shared(open_store(), endpoint)
         try:
             token = await one.fetch(CREDS)
             assert (await two.fetch(CREDS)).source == "store"

@@ -21,6 +21,7 @@ from ..oauth.cache import TokenCache
 from ..oauth.client import TokenClient
 from ..oauth.response import Token
 from ..store.base import StoreError, TokenStore
+from ..store.redis import RedisStore
 from ..store.sealing import Sealer, configured_keys
 from ..store.shared import SharedFetch
 from ..store.spec import MEMORY, StoreSpec, parse_store
@@ -149,4 +150,4 @@ def _open(spec: StoreSpec) -> TokenStore | None:
         store = SQLiteStore(os.path.expanduser(spec.target))
         store.check()
         return store
-    raise ValueError(f"oauth_store: {spec.display}: Redis is not supported yet")
+    return RedisStore(spec)
