@@ -167,6 +167,11 @@ def wait_until(probe, timeout: float = 10.0):
         ),
         ("oauth_show_exchanges=yes", "oauth_show_exchanges must be one of auto, on, off"),
         ("oauth_stream_responses=yes", "oauth_stream_responses must be one of events, all, off"),
+        ("oauth_store=mongodb://db", "oauth_store must be memory, sqlite:PATH, redis://"),
+        (
+            "oauth_store=sqlite:/nonexistent-dir/oauth.db",
+            "sqlite:/nonexistent-dir/oauth.db: cannot open it: No such file or directory",
+        ),
         ("oauth_refresh_ahead=150", "oauth_refresh_ahead is a percentage: at most 100"),
         ("oauth_token_timeout=0", "oauth_token_timeout must be at least 1"),
         ("oauth_token_timeout=soon", "oauth_token_timeout: not an integer: soon"),
@@ -189,4 +194,22 @@ def test_a_wrong_option_stops_mitmdump_with_one_line(tmp_path, option, message):
     said = proxy.output.lower().replace("failed to parse option ", "")
     errors = [line for line in said.splitlines() if message.lower() in line]
     assert len(errors) == 1, proxy.output
+    assert "Traceback" not in proxy.output
+
+
+def test_a_malformed_store_key_stops_mitmdump_with_one_line(tmp_path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(
+        "rules:\n  - {name: api, match: {host: api.example.com}, "
+        "token_url: 'https://idp.example.com/token', client_id: c, client_secret: s}\n"
+    )
+    proxy = Mitmdump(
+        rules_file,
+        tmp_path / "confdir",
+        options={"oauth_store": f"sqlite:{tmp_path / 'oauth.db'}"},
+        env={"OAUTH_STORE_KEY": "not-a-fernet-key-but-secret-ish"},
+    )
+    assert proxy.run_to_exit() == 1
+    assert "OAUTH_STORE_KEY: key 1 of 1 is not a Fernet key" in proxy.output
+    assert "not-a-fernet-key-but-secret-ish" not in proxy.output
     assert "Traceback" not in proxy.output
