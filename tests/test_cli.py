@@ -307,3 +307,24 @@ def test_import_krakend_hosts_and_shared_secrets(tmp_path):
     assert "host 'b.example.com:8443' has no scheme; taken as https" in result.stderr
     assert result.stderr.count("note: set ORDERS_CLIENT_SECRET") == 1
     assert "endpoint /stock, backend #1: client_secret" in result.stderr
+
+
+def test_check_fetch_with_a_store_says_where_each_token_came_from(tmp_path, idp, api, issuer):
+    path = write(tmp_path, rules(rule("one", api, idp)))
+    store = f"sqlite:{tmp_path / 'oauth.db'}"
+    first = run("check", "--fetch", "--store", store, str(path))
+    second = run("check", "--fetch", "--store", store, str(path))
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout.splitlines()[1] == f"store: {store}: reachable, 0 token(s) stored"
+    assert first.stdout.splitlines()[2].startswith("rule one: HTTP 200 in ")
+    assert second.stdout.splitlines()[1] == f"store: {store}: reachable, 1 token(s) stored"
+    assert second.stdout.splitlines()[2].startswith("rule one: from the store in ")
+    assert len(idp.requests) == 1
+
+
+def test_check_fetch_with_a_wrong_store_is_one_line(tmp_path, idp, api):
+    path = write(tmp_path, rules(rule("one", api, idp)))
+    result = run("check", "--fetch", "--store", "mongodb://db", str(path))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: oauth_store must be memory, sqlite:PATH")
+    assert len(idp.requests) == 0

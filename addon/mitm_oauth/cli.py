@@ -2,6 +2,7 @@
 
 mitm-oauth check rules.yaml            # validate; exit 1 with file/rule/field
 mitm-oauth check --fetch rules.yaml    # also fetch one token per credential set
+mitm-oauth check --fetch --store sqlite:tokens.db rules.yaml   # from the shared store first
 mitm-oauth explain rules.yaml URL      # which rule gives URL its token, and why
 mitm-oauth import-krakend krakend.json > rules.yaml
 mitm-oauth schema > rules.schema.json
@@ -27,9 +28,16 @@ from .errors import RulesError, TokenError
 from .matching.explain import explain_url
 from .matching.index import RuleIndex
 from .model import Credentials, Rule, credential_sets
+from .oauth.cache import Fetch, TokenCache
 from .oauth.client import DEFAULT_TIMEOUT, TokenClient
+from .oauth.response import Token
 from .observe.exchange import Exchange
 from .run import run
+from .store.base import StoreError
+from .store.opening import describe, open_store
+from .store.sealing import Sealer, configured_keys
+from .store.shared import SharedFetch
+from .store.spec import parse_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--fetch", action="store_true", help="fetch one token per credential set")
     check.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per token exchange"
+    )
+    check.add_argument(
+        "--store",
+        metavar="STORE",
+        help="with --fetch: take tokens from this oauth_store (sqlite:PATH, redis://…) first",
     )
     explain = commands.add_parser("explain", help="which rule gives a URL its token")
     explain.add_argument("rules")
@@ -80,37 +93,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.rules}: {len(rules)} rule(s), {sets} credential set(s): valid")
     if not args.fetch:
         return 0
-    return asyncio.run(fetch_all(rules, args.timeout))
+    return asyncio.run(fetch_all(rules, args.timeout, args.store))
 
 
-async def fetch_all(rules: list[Rule], seconds_each: float) -> int:
-    """Fetch one token per credential set; print a redacted line per set; 1 if any failed."""
+async def fetch_all(rules: list[Rule], seconds_each: float, store_option: str | None) -> int:
+    """Fetch one token per credential set (from the store first, if one is given); print a
+    redacted line per set; 1 if any failed."""
     answers: dict[Credentials, Exchange] = {}
     client = TokenClient(timeout=seconds_each, observer=lambda c, e: answers.__setitem__(c, e))
-    failures = 0
+    fetch: Fetch = client.fetch
+    store = None
     try:
-        for creds, names in credential_sets(rules).items():
-            started = time.monotonic()
+        if store_option:
             try:
-                token = await client.fetch(creds)
-            except TokenError as e:
-                failures += 1
-                outcome = f"FAILED: {e}"
-            else:
-                scope = f'"{token.scope}"' if token.scope else "(none)"
-                outcome = (
-                    f"ok: token_type {token.token_type}, expires_in "
-                    f"{token.expires_in if token.expires_in else '(none)'}, scope {scope}, "
-                    f"sha256:{token.access_token.fingerprint}"
-                )
-            latency = (time.monotonic() - started) * 1000
-            exchange = answers.get(creds)
-            status = f"HTTP {exchange.status}" if exchange and exchange.status else "no answer"
-            line = f"rule {', '.join(names)}: {status} in {latency:.0f} ms: {outcome}"
+                store = open_store(parse_store(store_option))
+                sealer = Sealer(configured_keys())
+            except (ValueError, StoreError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
+            if store is not None:
+                print(await describe(store))
+                shared = SharedFetch(store, client.fetch, sealer, TokenCache(client.fetch))
+                shared.token_timeout = seconds_each
+                fetch = shared.fetch
+        failures = 0
+        for creds, names in credential_sets(rules).items():
+            failed, line = await _fetch_one(fetch, creds, names, answers)
+            failures += failed
             print(client.redactor.redact(line))
     finally:
         await client.aclose()
+        if store is not None:
+            await store.close()
     return 1 if failures else 0
+
+
+async def _fetch_one(
+    fetch: Fetch, creds: Credentials, names: tuple[str, ...], answers: dict[Credentials, Exchange]
+) -> tuple[bool, str]:
+    """Whether the fetch failed, and its line: where the token came from, how long it took."""
+    started = time.monotonic()
+    token: Token | None = None
+    try:
+        token = got = await fetch(creds)
+    except TokenError as e:
+        outcome = f"FAILED: {e}"
+    else:
+        scope = f'"{got.scope}"' if got.scope else "(none)"
+        outcome = (
+            f"ok: token_type {got.token_type}, expires_in "
+            f"{got.expires_in if got.expires_in else '(none)'}, scope {scope}, "
+            f"sha256:{got.access_token.fingerprint}"
+        )
+    latency = (time.monotonic() - started) * 1000
+    exchange = answers.pop(creds, None)
+    status = f"HTTP {exchange.status}" if exchange and exchange.status else "no answer"
+    if token is not None and token.source == "store":
+        status = "from the store"
+    return token is None, f"rule {', '.join(names)}: {status} in {latency:.0f} ms: {outcome}"
 
 
 def run_command(rules: str, options: list[str], command: list[str]) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Coroutine
 
 from mitmproxy import ctx, exceptions
@@ -20,12 +19,11 @@ from ..model import Credentials
 from ..oauth.cache import TokenCache
 from ..oauth.client import TokenClient
 from ..oauth.response import Token
-from ..store.base import StoreError, TokenStore
-from ..store.redis import RedisStore
+from ..store.base import StoreError
+from ..store.opening import open_store
 from ..store.sealing import Sealer, configured_keys
 from ..store.shared import SharedFetch
 from ..store.spec import MEMORY, StoreSpec, parse_store
-from ..store.sqlite import SQLiteStore
 from .event_log import EventRecorder
 
 log = logging.getLogger(__name__)
@@ -67,7 +65,7 @@ class Sharing:
         try:
             spec = parse_store(ctx.options.oauth_store)
             sealer = Sealer(configured_keys() if spec.kind != "memory" else None)
-            store = _open(spec)
+            store = open_store(spec)
         except (ValueError, StoreError) as e:
             raise exceptions.OptionsError(str(e)) from None
         previous = self.shared
@@ -140,14 +138,3 @@ class Sharing:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _open(spec: StoreSpec) -> TokenStore | None:
-    """The store `spec` names, checked now for what can be checked at start-up."""
-    if spec.kind == "memory":
-        return None
-    if spec.kind == "sqlite":
-        store = SQLiteStore(os.path.expanduser(spec.target))
-        store.check()
-        return store
-    return RedisStore(spec)
