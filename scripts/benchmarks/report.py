@@ -142,6 +142,32 @@ def report_memory(m: Results) -> list[str]:
     ]
 
 
+def report_fleet(f: Results) -> list[str]:
+    lines = ["6. Shared tokens (oauth_store)"]
+    for kind, sizes in f["cold"].items():
+        cells = "  ".join(
+            f"N={n}: {c['fetches']} fetch(es) for {c['ok']}/{c['requests']} ok"
+            for n, c in sizes.items()
+        )
+        lines.append(f"   cold bursts, {kind:<7} {cells}")
+    for kind, s in f["sustained"].items():
+        lines.append(
+            f"   sustained, {kind:<7} 4 instances, {s['seconds']:g} s, refresh every 2 s: "
+            f"{s['fetches']} fetches ({s['fetches_per_period']:.1f} per period), "
+            f"{s['requests']} requests, {s['errors']} errors"
+        )
+    steady = "  ".join(
+        f"{kind} {v['cpu_us']:.0f} µs ({v['vs_memory']:.3f} x memory)"
+        for kind, v in f["steady"].items()
+    )
+    lines.append(f"   steady state, CPU per request side by side: {steady}")
+    prefetch = "  ".join(
+        f"{label}: {v['first_request_ms']:.0f} ms" for label, v in f["prefetch"].items()
+    )
+    lines.append(f"   first request, token endpoint taking 200 ms: {prefetch}")
+    return lines
+
+
 REPORTS = {
     "micro": report_micro,
     "side_by_side": report_side_by_side,
@@ -151,4 +177,5 @@ REPORTS = {
     "rollover": report_rollover,
     "startup": report_startup,
     "memory": report_memory,
+    "fleet": report_fleet,
 }

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from scripts.benchmarks import (
     counted,
+    fleet,
     memory,
     micro,
     profile,
@@ -89,6 +90,9 @@ def main() -> int:
             "startup": lambda: startup.measure(work, cert.ca_file, ports, loads=1 if quick else 3),
             "memory": lambda: memory.measure(
                 work, cert.ca_file, ports, 2_000 if quick else 100_000, seconds=3 if quick else 10
+            ),
+            "fleet": lambda: fleet.measure(
+                work, cert.ca_file, ports, [1, 4] if quick else [1, 4, 8], 6 if quick else 12
             ),
         }
         results = {name: run() for name, run in parts.items() if name in only}
