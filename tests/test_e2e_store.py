@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
 import signal
 import time
@@ -36,8 +38,10 @@ async def burst(proxy: Mitmdump, url: str, count: int) -> list[httpx.Response]:
         return await asyncio.gather(*(http.get(url) for _ in range(count)))
 
 
-def fleet(start_proxy: StartProxy, rules_text: str, store: str, size: int) -> list[Mitmdump]:
-    return [start_proxy(rules_text, options={"oauth_store": store}) for _ in range(size)]
+def fleet(
+    start_proxy: StartProxy, rules_text: str, store: str, size: int, **options: str
+) -> list[Mitmdump]:
+    return [start_proxy(rules_text, options={"oauth_store": store, **options}) for _ in range(size)]
 
 
 def test_four_instances_in_a_cold_burst_fetch_one_token(start_proxy, store, idp, api):
@@ -181,11 +185,18 @@ def test_the_redis_store_holds_no_token_secret_or_client_id(start_proxy, fresh_r
 
 
 def test_redis_killed_mid_run_fails_no_request_and_sharing_resumes(
-    start_proxy, fresh_redis, idp, issuer, api
+    start_proxy, fresh_redis, idp, issuer, api, tmp_path
 ):
     """Tokens of 3 s keep both instances at their store; redis-server dies and comes back."""
     issuer.expires_in = 3
-    one, two = fleet(start_proxy, rules(rule("api", api, idp)), fresh_redis.url, 2)
+    events = tmp_path / "events.jsonl"  # both append to it, a line at a time
+    one, two = fleet(
+        start_proxy,
+        rules(rule("api", api, idp)),
+        fresh_redis.url,
+        2,
+        oauth_log_json=str(events),
+    )
 
     def traffic(seconds: float) -> list[int]:
         statuses = []
@@ -209,6 +220,10 @@ def test_redis_killed_mid_run_fails_no_request_and_sharing_resumes(
     assert set(traffic(4)) == {200}
     assert sum(p.output.count("taken from the store") for p in (one, two)) > taken
     assert token_requests(idp) - fetched <= 4  # about one per 1.5 s usable period, not two
+    said = [json.loads(line) for line in events.read_text().splitlines()]
+    store_events = [e["event"] for e in said if e["event"].startswith("store_")]
+    assert sorted(store_events) == ["store_down", "store_down", "store_up", "store_up"]
+    assert all(e["store"] == fresh_redis.url for e in said if e["event"].startswith("store_"))
 
 
 def test_instances_with_different_store_keys_each_work(start_proxy, fresh_redis, idp, api):
@@ -238,3 +253,22 @@ def test_prefetch_gets_the_tokens_before_any_request(start_proxy, idp, api):
         assert http.get(f"{api.origin}/v1").status_code == 200
     assert token_requests(idp) == 1
     assert api.requests[0].header("Authorization") == "Bearer sentinel-token-1"
+
+
+def test_a_fleet_under_sustained_traffic_fetches_once_per_refresh_period(
+    start_proxy, fresh_redis, idp, issuer, api
+):
+    """Tokens of 4 s are used for 2 s (oauth_expiry_delta caps at half the lifetime): over
+    three such periods, three instances fetch about once per period between them, not three
+    times each."""
+    issuer.expires_in = 4
+    proxies = fleet(start_proxy, rules(rule("api", api, idp)), fresh_redis.url, 3)
+    statuses = []
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(client(p)) for p in proxies]
+        until = time.monotonic() + 6
+        while time.monotonic() < until:
+            statuses += [c.get(f"{api.origin}/v1").status_code for c in clients]
+    assert set(statuses) == {200}
+    assert 3 <= token_requests(idp) <= 5  # unshared: 3 instances x 3 periods = 9 or more
+    assert sum("taken from the store" in p.output for p in proxies) >= 2
