@@ -392,3 +392,25 @@ def test_nothing_stored_shows_a_token_a_secret_or_a_client_id(tmp_path):
     stored = b"".join(p.read_bytes() for p in Path(tmp_path).iterdir())
     for clear in (b"tok-1", b"tok-2", b"s3cret-7", b"client-7"):
         assert clear not in stored
+
+
+def test_each_purge_mark_is_acted_on_once(open_store):
+    """An endpoint that issues the same token again must not have it dropped every look."""
+
+    async def scenario() -> list[list[tuple[Credentials, str]]]:
+        endpoint = Endpoint()
+        endpoint.gate.set()
+        one, _ = shared(open_store(), endpoint)
+        two, _ = shared(open_store(), endpoint)
+        try:
+            token = await one.fetch(CREDS)
+            await two.fetch(CREDS)
+            await one.purge(CREDS, token)
+            return [await two.rejected_elsewhere() for _ in range(2)]
+        finally:
+            await one.store.close()
+            await two.store.close()
+
+    first, second = asyncio.run(scenario())
+    assert first == [(CREDS, Secret("tok-1").fingerprint)]
+    assert second == []

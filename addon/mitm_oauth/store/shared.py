@@ -79,6 +79,7 @@ class SharedFetch:
         self._retry_at = 0.0
         self._keys: dict[str, Credentials] = {}
         """The credential set behind each store key this process used, for purge marks."""
+        self._seen_marks: set[tuple[str, str]] = set()
 
     async def fetch(self, creds: Credentials) -> Token:
         """A token for `creds`: another process's from the store, or one fetched here."""
@@ -114,7 +115,9 @@ class SharedFetch:
             self._failed(e)
 
     async def rejected_elsewhere(self) -> list[tuple[Credentials, str]]:
-        """The tokens (credential set, fingerprint) that some process has marked as purged."""
+        """The tokens (credential set, fingerprint) that some process has marked as purged
+        since the last call: each mark once, so that an endpoint that issues the same token
+        again does not have it dropped over and over."""
         if self.down is not None and time.monotonic() < self._retry_at:
             return []
         try:
@@ -123,7 +126,8 @@ class SharedFetch:
             self._failed(e)
             return []
         self._answered()
-        return [(self._keys[key], fp) for key, fp in marks if key in self._keys]
+        new, self._seen_marks = marks - self._seen_marks, marks
+        return [(self._keys[key], fp) for key, fp in new if key in self._keys]
 
     async def _shared(self, creds: Credentials, key: str, material: bytes) -> Token:
         lock = f"{key}:lock"
