@@ -77,7 +77,7 @@ class Sharing:
                 store, self.client.fetch, sealer, self.cache, on_event=self.events.record
             )
             self.shared.token_timeout = ctx.options.oauth_token_timeout
-            log.info("tokens shared through %s (sealed %s)", spec.display, sealer.mode)
+            log.info("tokens shared through %s, sealed %s", spec.display, sealer.mode)
         if previous is not None:
             self._spawn(previous.store.close())
 

@@ -46,7 +46,10 @@ class Sealer:
 
     @property
     def mode(self) -> str:
-        return f"{KEY_VARIABLE}" if self.keys is not None else "per credential set"
+        """How values are sealed, for the log."""
+        if self.keys is not None:
+            return f"with {KEY_VARIABLE}"
+        return "with a key per credential set, derived from its secret"
 
     def seal(self, material: bytes, value: bytes) -> bytes:
         return self._fernet(material).encrypt(value)
