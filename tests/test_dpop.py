@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from mitm_oauth.oauth.dpop import DPoPKey, generate_key, load_key, proof, target_uri, thumbprint
+from mitm_oauth.errors import TokenError
+from mitm_oauth.model import Credentials, DPoPSettings
+from mitm_oauth.oauth.client import TokenClient
+from mitm_oauth.oauth.dpop import (
+    DPoPKey,
+    DPoPKeys,
+    generate_key,
+    load_key,
+    proof,
+    target_uri,
+    thumbprint,
+)
+from mitm_oauth.secret import Secret
 
 RFC7638_KEY = {
     "kty": "RSA",
@@ -127,3 +142,107 @@ def test_the_private_key_never_shows():
     scalar = base64.urlsafe_b64encode(private.to_bytes(32, "big")).rstrip(b"=").decode()
     assert scalar not in repr(key)
     assert repr(key) == f"DPoPKey(algorithm='ES256', thumbprint='{key.thumbprint}')"
+
+
+# -- the token request ------------------------------------------------------------------------
+
+DPOP_CREDS = Credentials(
+    "https://idp.example/oauth/token",
+    Secret("client-d"),
+    Secret("secret-d"),
+    auth_style="params",
+    dpop=DPoPSettings(),
+)
+
+
+class NonceServer:
+    """A token endpoint that wants DPoP proofs with its nonce (RFC 9449 §8)."""
+
+    def __init__(self, token_type: str = "DPoP") -> None:
+        self.token_type = token_type
+        self.nonce = "nonce-1"
+        self.proofs: list[dict[str, object]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        header = jwt.get_unverified_header(request.headers["DPoP"])
+        public = jwt.PyJWK(header["jwk"], algorithm=header["alg"]).key
+        claims = jwt.decode(request.headers["DPoP"], public, algorithms=[header["alg"]])
+        self.proofs.append({"jkt": thumbprint(header["jwk"]), **claims})
+        if claims.get("nonce") != self.nonce:
+            return httpx.Response(
+                400, json={"error": "use_dpop_nonce"}, headers={"DPoP-Nonce": self.nonce}
+            )
+        body = {"access_token": "bound", "token_type": self.token_type, "expires_in": 60}
+        return httpx.Response(200, json=body, headers={"DPoP-Nonce": self.nonce})
+
+
+def fetch(client: TokenClient, creds: Credentials = DPOP_CREDS):
+    async def run():
+        try:
+            return await client.fetch(creds)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def test_a_token_request_carries_a_proof_and_retries_once_with_the_servers_nonce():
+    server = NonceServer()
+    client = TokenClient(transport=httpx.MockTransport(server))
+    token = fetch(client)
+    assert (token.access_token.reveal(), token.token_type) == ("bound", "DPoP")
+    first, second = server.proofs
+    assert "nonce" not in first
+    assert second["nonce"] == "nonce-1"
+    assert (second["htm"], second["htu"]) == ("POST", "https://idp.example/oauth/token")
+    assert first["jkt"] == second["jkt"] == client.dpop_keys.key(DPOP_CREDS).thumbprint
+    assert first["jti"] != second["jti"]
+
+
+def test_the_newest_nonce_goes_into_the_next_request_from_the_start():
+    server = NonceServer()
+    client = TokenClient(transport=httpx.MockTransport(server))
+
+    async def twice() -> None:
+        try:
+            await client.fetch(DPOP_CREDS)
+            server.nonce = "nonce-2"  # and says so with its next answer
+            await client.fetch(DPOP_CREDS)
+            await client.fetch(DPOP_CREDS)
+        finally:
+            await client.aclose()
+
+    asyncio.run(twice())
+    assert [p.get("nonce") for p in server.proofs] == [
+        None,
+        "nonce-1",
+        "nonce-1",
+        "nonce-2",
+        "nonce-2",
+    ]
+
+
+def test_a_bearer_answer_to_a_dpop_request_is_a_failure_that_says_so():
+    client = TokenClient(transport=httpx.MockTransport(NonceServer(token_type="Bearer")))
+    with pytest.raises(TokenError, match="answered a DPoP request with a Bearer token: it ignored"):
+        fetch(client)
+
+
+def test_a_dpop_key_file_that_cannot_be_used_is_a_failed_fetch(tmp_path):
+    creds = dataclasses.replace(DPOP_CREDS, dpop=DPoPSettings(key_file=str(tmp_path / "k.pem")))
+    client = TokenClient(transport=httpx.MockTransport(NonceServer()))
+    with pytest.raises(TokenError, match=r"cannot sign DPoP proofs: .*k.pem: No such file"):
+        fetch(client, creds)
+
+
+def test_a_key_file_is_read_again_once_it_changes(tmp_path):
+    path = tmp_path / "k.pem"
+    path.write_bytes(pem(ec.generate_private_key(ec.SECP256R1())))
+    creds = dataclasses.replace(DPOP_CREDS, dpop=DPoPSettings(key_file=str(path)))
+    keys = DPoPKeys()
+    first = keys.key(creds)
+    assert keys.key(creds) is first
+    path.write_bytes(pem(ec.generate_private_key(ec.SECP256R1())) + b"\n")
+    assert keys.key(creds).thumbprint != first.thumbprint
+    made = DPoPKeys()
+    assert made.key(DPOP_CREDS) is made.key(DPOP_CREDS)  # one per credential set, kept

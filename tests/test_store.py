@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import stat
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from mitm_oauth.model import Credentials
+from mitm_oauth.model import Credentials, DPoPSettings
 from mitm_oauth.oauth.cache import TokenCache
 from mitm_oauth.oauth.response import Token
 from mitm_oauth.secret import Secret, SecretFile
@@ -414,3 +415,16 @@ def test_each_purge_mark_is_acted_on_once(open_store):
     first, second = asyncio.run(scenario())
     assert first == [(CREDS, Secret("tok-1").fingerprint)]
     assert second == []
+
+
+def test_dpop_tokens_are_shared_only_by_holders_of_the_same_key_file(tmp_path):
+    key = tmp_path / "dpop.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\none\n-----END PRIVATE KEY-----\n")
+    with_file = dataclasses.replace(CREDS, dpop=DPoPSettings(key_file=str(key)))
+    before = store_key(credential_material(with_file))
+    assert before != store_key(credential_material(CREDS))
+    key.write_text("-----BEGIN PRIVATE KEY-----\ntwo\n-----END PRIVATE KEY-----\n")
+    assert store_key(credential_material(with_file)) != before
+    in_memory = dataclasses.replace(CREDS, dpop=DPoPSettings())
+    with pytest.raises(ValueError, match="made in memory is not shared"):
+        credential_material(in_memory)

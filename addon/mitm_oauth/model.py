@@ -114,6 +114,15 @@ class ClientCertificate:
 
 
 @dataclass(frozen=True)
+class DPoPSettings:
+    """Sender-constrained tokens (RFC 9449): the proofs' algorithm and, if not made in memory,
+    the key's PEM file."""
+
+    algorithm: str = "ES256"
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Credentials:
     """Everything that decides which token the IdP issues, and how it is asked for.
 
@@ -137,6 +146,8 @@ class Credentials:
     token_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     """Extra headers on the token request; their values are treated as secrets."""
     request_format: str = "form"
+    dpop: DPoPSettings | None = None
+    """Ask for DPoP-bound tokens, with proofs signed by this key."""
 
     def __post_init__(self) -> None:
         # A name is as good as the member: `Credentials(..., auth_style="header")`.

@@ -23,6 +23,7 @@ from ..observe.exchange import (
     redact_token_response,
 )
 from ..observe.redaction import Redactor
+from .dpop import DPoPKey, DPoPKeys, Nonces, proof
 from .request import ClientAuth, TokenRequest, token_request
 from .response import Token, parse_token_response
 from .tls import certificate_version, tls_context
@@ -90,6 +91,10 @@ class TokenClient:
         self._retired: list[tuple[float, httpx.AsyncClient]] = []
         """Pools replaced by a renewed certificate, with when: exchanges may still use them."""
         self._detected_styles: dict[tuple[str, str], AuthStyle] = {}
+        self.dpop_keys = DPoPKeys()
+        """The keys DPoP credential sets sign their proofs with; API requests use them too."""
+        self.nonces = Nonces()
+        """The newest DPoP nonce of each token endpoint."""
 
     async def aclose(self) -> None:
         for client in [p.client for p in self._clients.values()] + [c for _, c in self._retired]:
@@ -169,7 +174,30 @@ class TokenClient:
         return token
 
     async def _exchange(self, creds: Credentials, auth: ClientAuth, style: AuthStyle) -> Token:
-        request = token_request(creds, auth, style)
+        if creds.dpop is None:
+            return await self._attempt(creds, auth, style)
+        try:
+            key = self.dpop_keys.key(creds)
+        except ValueError as e:
+            raise TokenError(f"cannot sign DPoP proofs: {e}") from None
+        nonce = self.nonces.get(creds.token_url)
+        try:
+            return await self._attempt(creds, auth, style, key)
+        except TokenError as e:
+            # RFC 9449 §8: the server wants its nonce in the proof; once, with the one it sent.
+            fresh = self.nonces.get(creds.token_url)
+            if e.error != "use_dpop_nonce" or fresh is None or fresh == nonce:
+                raise
+        return await self._attempt(creds, auth, style, key)
+
+    async def _attempt(
+        self, creds: Credentials, auth: ClientAuth, style: AuthStyle, key: DPoPKey | None = None
+    ) -> Token:
+        dpop = None
+        if key is not None:
+            nonce = self.nonces.get(creds.token_url)
+            dpop = proof(key, "POST", creds.token_url, nonce=nonce)
+        request = token_request(creds, auth, style, dpop_proof=dpop)
         self.redactor.add(*request.secrets, keep_for=KEPT_ASSERTION)
         started = time.time()
         response: httpx.Response | None = None
@@ -187,7 +215,15 @@ class TokenClient:
                     f"cannot reach the token endpoint {_without_query(creds.token_url)} "
                     f"({type(e).__name__}: {e})"
                 ) from None
+            if key is not None:
+                self.nonces.update(creds.token_url, response.headers.get("DPoP-Nonce"))
             token = _token_from(response, content)
+            if key is not None and token.token_type.lower() != "dpop":
+                raise TokenError(
+                    f"token endpoint answered a DPoP request with a {token.token_type} token: "
+                    "it ignored the proof (is DPoP enabled for this client?)",
+                    status=response.status_code,
+                )
             lifetime = token.expires_in or KEPT_WITHOUT_EXPIRY
             # Before the exchange is shown, and for as long as the token may be in use.
             self.redactor.add(token.access_token.reveal(), keep_for=lifetime + KEPT_AFTER_EXPIRY)

@@ -23,6 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from ..file_version import FileVersion, file_version
+from ..model import Credentials
+
 ALGORITHMS = ("ES256", "RS256", "PS256")
 DEFAULT_ALGORITHM = "ES256"
 PROOF_TYPE = "dpop+jwt"
@@ -129,6 +132,51 @@ def proof(
         claims["nonce"] = nonce
     headers = {"typ": PROOF_TYPE, "jwk": key.jwk}
     return jwt.encode(claims, key.private_key, algorithm=key.algorithm, headers=headers)
+
+
+class DPoPKeys:
+    """Each DPoP credential set's key: read from its file (again once the file changes), or
+    made on first use and kept, in memory only, for as long as the process runs."""
+
+    def __init__(self) -> None:
+        self._made: dict[Credentials, DPoPKey] = {}
+        self._loaded: dict[tuple[str, str], tuple[FileVersion | None, DPoPKey]] = {}
+
+    def key(self, creds: Credentials) -> DPoPKey:
+        """Raises ValueError for a key file that cannot be used."""
+        settings = creds.dpop
+        assert settings is not None
+        if settings.key_file is None:
+            if creds not in self._made:
+                self._made[creds] = generate_key(settings.algorithm)
+            return self._made[creds]
+        name = (settings.key_file, settings.algorithm)
+        version = file_version(settings.key_file)
+        known = self._loaded.get(name)
+        if known is None or known[0] != version:
+            known = (version, load_key(settings.key_file, settings.algorithm))
+            self._loaded[name] = known
+        return known[1]
+
+
+class Nonces:
+    """The newest `DPoP-Nonce` each server gave (RFC 9449 §8, §9), by origin."""
+
+    def __init__(self) -> None:
+        self._by_origin: dict[str, str] = {}
+
+    def get(self, url: str) -> str | None:
+        return self._by_origin.get(_origin(url))
+
+    def update(self, url: str, nonce: str | None) -> None:
+        if nonce:
+            self._by_origin[_origin(url)] = nonce
+
+
+def _origin(url: str) -> str:
+    """scheme://host[:port], normalized as in `target_uri`."""
+    scheme, _, rest = target_uri(url).partition("://")
+    return f"{scheme}://{rest.partition('/')[0]}"
 
 
 def _key(algorithm: str, private: PrivateKey) -> DPoPKey:

@@ -77,7 +77,11 @@ def basic_credentials(client_id: str, client_secret: str) -> str:
 
 
 def token_request(
-    creds: Credentials, auth: ClientAuth, style: AuthStyle, now: float | None = None
+    creds: Credentials,
+    auth: ClientAuth,
+    style: AuthStyle,
+    now: float | None = None,
+    dpop_proof: str | None = None,
 ) -> TokenRequest:
     """The headers and body of one attempt, with the client authenticated by `style`.
 
@@ -105,6 +109,9 @@ def token_request(
     for name, value in creds.token_headers:
         headers[name] = value
         secrets.append(value)
+    if dpop_proof is not None:  # replayable while it is fresh: a secret for that long
+        headers["DPoP"] = dpop_proof
+        secrets.append(dpop_proof)
     if creds.request_format == "json":
         headers["Content-Type"] = "application/json"
         body = json.dumps({name: _json_value(value) for name, value in params}).encode()

@@ -20,8 +20,9 @@ KEY_PREFIX = "mitm-oauth:v1:"
 def credential_material(creds: Credentials) -> bytes:
     """Everything that decides which token the endpoint issues, secrets and files read now.
 
-    Raises ValueError or OSError when a secret or key file cannot be read: the caller then
-    goes on without the store, and the token client reports the same problem its own way.
+    Raises ValueError or OSError when a secret or key file cannot be read, or the set's
+    tokens are bound to a key only this process has: the caller then goes on without the
+    store (and the token client reports an unreadable file its own way).
     """
     assertion = creds.assertion
     certificate = creds.client_certificate
@@ -47,6 +48,7 @@ def credential_material(creds: Credentials) -> bytes:
         else {"cert": _content(certificate.cert_file), "key": _content(certificate.key_file)},
         "token_headers": [list(pair) for pair in creds.token_headers],
         "request_format": creds.request_format,
+        "dpop": None if creds.dpop is None else _dpop_key(creds),
     }
     return json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
 
@@ -54,6 +56,15 @@ def credential_material(creds: Credentials) -> bytes:
 def store_key(material: bytes) -> str:
     """The name a credential set's token is stored under: a hash, nothing readable."""
     return KEY_PREFIX + hashlib.sha256(b"mitm-oauth store key\0" + material).hexdigest()
+
+
+def _dpop_key(creds: Credentials) -> dict[str, str | None]:
+    """A DPoP-bound token is only usable with its key: processes that share the key file
+    share the token. A key made in memory is this process's alone, and so are its tokens."""
+    assert creds.dpop is not None
+    if creds.dpop.key_file is None:
+        raise ValueError("a DPoP key made in memory is not shared")
+    return {"algorithm": creds.dpop.algorithm, "key": _content(creds.dpop.key_file)}
 
 
 def _revealed(value: SecretValue | None) -> str | None:
