@@ -16,6 +16,9 @@ from .secret import redacted
 
 Fields = tuple[tuple[bytes, bytes], ...]
 """Header fields as the wire has them: (name, value) pairs of bytes."""
+DPOP = frozenset({b"dpop"})
+REDACTED_PROOF = b"[redacted DPoP proof]"
+"""What a flow keeps of a request's proof: replayable while it is fresh, so never kept."""
 
 
 def scheme_for(rule: Rule, token: Token) -> str:
@@ -25,6 +28,8 @@ def scheme_for(rule: Rule, token: Token) -> str:
     need more than a header, so sending them as they are is a mistake unless
     the rule says that it is what the API wants.
     """
+    if rule.credentials.dpop is not None:
+        return "DPoP"  # the token client has checked that the endpoint issued one
     if rule.token_type is not None:
         return rule.token_type
     if token.token_type != "Bearer":
@@ -73,20 +78,28 @@ class Injection:
         "token_field",
     )
 
-    def __init__(self, rule: Rule, token: Token, usable_until: float | None) -> None:
-        """`usable_until`: wall-clock time (epoch seconds) until which the token is handed out."""
+    def __init__(
+        self, rule: Rule, token: Token, usable_until: float | None, jkt: str | None = None
+    ) -> None:
+        """`usable_until`: wall-clock time (epoch seconds) until which the token is handed out;
+        `jkt`: the thumbprint of the key a DPoP-bound token is bound to."""
         name = rule.header_name.encode()
         fields = [(name, header_value(rule, token).encode("utf-8", "surrogateescape"))]
         if rule.accept is not None:
             fields.append((b"Accept", rule.accept.encode()))
         self.rule = rule
         self.token = token
-        self.replaced = frozenset(n.lower() for n, _ in fields)
-        """The names of the fields this injection replaces, lower-case."""
+        proven = rule.credentials.dpop is not None
+        self.replaced = frozenset(n.lower() for n, _ in fields) | (DPOP if proven else set())
+        """The names of the fields this injection replaces, lower-case (a client's own DPoP
+        proof too, for a DPoP rule: each request gets the proxy's)."""
         self.fields: Fields = tuple(fields)
-        self.token_field = frozenset({name.lower()})
-        self.redacted: Fields = ((name, redacted_header_value(rule, token).encode()),)
-        """What replaces the token's field once the request has been sent."""
+        self.token_field = frozenset({name.lower()}) | (DPOP if proven else set())
+        redacted_fields = [(name, redacted_header_value(rule, token).encode())]
+        if proven:
+            redacted_fields.append((b"DPoP", REDACTED_PROOF))
+        self.redacted: Fields = tuple(redacted_fields)
+        """What replaces the token's field (and a DPoP proof) once the request has been sent."""
         fingerprint = token.access_token.fingerprint
         until = ""
         if usable_until is not None:
@@ -95,10 +108,14 @@ class Injection:
             "action": "injected",
             "rule": rule.name,
             "token": fingerprint,
-            "token_type": rule.token_type or token.token_type,
+            "token_type": scheme_for(rule, token),
             "usable_until": None if usable_until is None else round(usable_until),
         }
-        self.comment = f"rule {rule.name}: token sha256:{fingerprint}{until}"
+        bound = ""
+        if proven:
+            self.metadata["dpop_jkt"] = jkt
+            bound = f", DPoP-bound to key {jkt}"
+        self.comment = f"rule {rule.name}: token sha256:{fingerprint}{until}{bound}"
 
     def __repr__(self) -> str:
         fingerprint = self.token.access_token.fingerprint

@@ -118,7 +118,8 @@ class DPoPSettings:
     """Sender-constrained tokens (RFC 9449): the proofs' algorithm and, if not made in memory,
     the key's PEM file."""
 
-    algorithm: str = "ES256"
+    algorithm: str | None = None
+    """None: ES256 for a key made in memory, what the key file's key signs otherwise."""
     key_file: str | None = None
 
 

@@ -347,6 +347,33 @@ FIELDS: tuple[Field, ...] = (
         schema={"type": "object", "additionalProperties": _STRING},
     ),
     Field(
+        "dpop",
+        "boolean",
+        "Ask for DPoP-bound tokens (RFC 9449) and sign a proof per request.",
+        "Ask for sender-constrained tokens (RFC 9449): every token request and every API "
+        "request carries a fresh DPoP proof signed by the rule's key, and the token goes as "
+        "`Authorization: DPoP <token>`. The token endpoint must answer with a DPoP token; a "
+        "Bearer answer is a failure (it ignored the proof). Works with every `auth_style`.",
+        default=False,
+    ),
+    Field(
+        "dpop_key_file",
+        "file",
+        "PEM key that signs DPoP proofs (default: one made in memory).",
+        "With `dpop`: an unencrypted PEM private key, EC P-256 or RSA of 2048 bits or more, "
+        "read again when the file changes. Without it, a key pair is made per credential set "
+        "at start-up and kept in memory only; its tokens are then not shared through "
+        "`oauth_store` (no other process has the key).",
+    ),
+    Field(
+        "dpop_alg",
+        "choice",
+        "ES256, RS256 or PS256 (must fit the key).",
+        "With `dpop`: the proofs' algorithm. Default: ES256 for a key made in memory, and "
+        "what the key file's key signs (ES256 for EC, RS256 for RSA).",
+        choices=("ES256", "RS256", "PS256"),
+    ),
+    Field(
         "token_request_format",
         "choice",
         "form (default, RFC 6749) or json.",

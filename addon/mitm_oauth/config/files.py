@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from ..errors import RulesError
 from ..model import AuthStyle, Credentials
-from ..oauth import assertion
+from ..oauth import assertion, dpop
 from ..oauth.tls import CertificateError, tls_context
 from ..secret import SecretFile
 
@@ -48,6 +48,11 @@ def check(creds: Credentials, error: Locate) -> None:
             assertion.check_secret_length(settings.algorithm, secret.reveal())
         except ValueError as e:
             raise error("client_secret", str(e)) from None
+    if creds.dpop is not None and creds.dpop.key_file is not None:
+        try:
+            dpop.load_key(creds.dpop.key_file, creds.dpop.algorithm)
+        except ValueError as e:
+            raise error("dpop_key_file", str(e)) from None
     certificate = creds.client_certificate
     if certificate is not None:
         try:

@@ -24,6 +24,7 @@ from ..model import (
     AuthStyle,
     ClientCertificate,
     Credentials,
+    DPoPSettings,
     Match,
     Rule,
 )
@@ -153,7 +154,17 @@ class RuleReader:
             client_certificate=self.client_certificate(style),
             token_headers=self.token_headers(style),
             request_format=self.value("token_request_format"),
+            dpop=self.dpop(),
         )
+
+    def dpop(self) -> DPoPSettings | None:
+        """The DPoP settings of a rule with `dpop: true`; its other fields need that."""
+        if not self.value("dpop"):
+            for key in ("dpop_key_file", "dpop_alg"):
+                if key in self.item:
+                    raise self.error(key, "only used with dpop: true")
+            return None
+        return DPoPSettings(self.value("dpop_alg"), self.value("dpop_key_file"))
 
     def client_secret(self, style: AuthStyle) -> SecretValue | None:
         """Required, except by the styles that prove the client's identity without it."""

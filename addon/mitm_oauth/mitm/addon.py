@@ -19,6 +19,7 @@ from ..matching.index import RuleIndex
 from ..model import Credentials
 from ..oauth.cache import Fetch, TokenCache
 from ..oauth.client import TokenClient
+from ..oauth.dpop import RequestProofs
 from ..oauth.response import Token
 from ..observe.redaction import Redactor
 from ..observe.status import summary
@@ -71,7 +72,13 @@ class ClientCredentials:
         """The token store shared with other processes, if `oauth_store` names one."""
         self.client.observer = ExchangeView(self.cache).show
         self.refuser = Refuser(self.refusals)
-        self.injector = Injector(self.cache, self.redactor, self.clients, self.refuser)
+        self.injector = Injector(
+            self.cache,
+            self.redactor,
+            self.clients,
+            self.refuser,
+            RequestProofs(self.client.dpop_keys),
+        )
         self.responses = Responses(self.injector, self.cache)
         self.streaming = Streaming(self.injector)
         self.final_check = FinalCheck(self.injector, self.refuser)

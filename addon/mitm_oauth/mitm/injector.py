@@ -16,6 +16,7 @@ from ..matching.index import AmbiguousRequest, RuleIndex
 from ..model import Rule
 from ..oauth.cache import Lease, TokenCache
 from ..oauth.client import KEPT_AFTER_EXPIRY, KEPT_WITHOUT_EXPIRY
+from ..oauth.dpop import RequestProofs
 from ..observe.redaction import Redactor
 from .allowed_clients import AllowedClients
 from .annotations import annotate
@@ -36,9 +37,16 @@ class Injector:
     """
 
     def __init__(
-        self, cache: TokenCache, redactor: Redactor, clients: AllowedClients, refuser: Refuser
+        self,
+        cache: TokenCache,
+        redactor: Redactor,
+        clients: AllowedClients,
+        refuser: Refuser,
+        proofs: RequestProofs,
     ) -> None:
         self.cache = cache
+        self.proofs = proofs
+        """Signs the DPoP proof each request of a DPoP rule carries."""
         self.redactor = redactor
         self.clients = clients
         self.refuser = refuser
@@ -103,16 +111,32 @@ class Injector:
             except TokenError as e:  # not kept: checked again at every use
                 self.refuser.refuse_for(flow, rule, e)
                 return
+        fields = given.fields
+        if rule.credentials.dpop is not None:
+            try:
+                fields += ((b"DPoP", self.sign(flow.request, given).encode()),)
+            except ValueError as e:
+                self.refuser.refuse_for(flow, rule, TokenError(f"cannot sign a DPoP proof: {e}"))
+                return
         headers = flow.request.headers
-        headers.fields = replace_fields(headers.fields, given.replaced, given.fields)
+        headers.fields = replace_fields(headers.fields, given.replaced, fields)
         self.injections[flow] = given
         self.injected[rule.name] += 1
         annotate(flow, dict(given.metadata), given.comment)
 
+    def sign(self, request: http.Request, given: Injection) -> str:
+        """A fresh DPoP proof for `request` and the token it carries (RFC 9449 §7)."""
+        return self.proofs.proof(
+            given.rule.credentials,
+            request.method,
+            request.url,
+            given.token.access_token.reveal(),
+        )
+
     def injection(self, rule: Rule, lease: Lease) -> Injection:
         """What `rule`'s requests get with `lease`; raises TokenError if it may not be sent."""
         until = lease.usable_until
-        given = Injection(rule, lease.token, until)
+        given = Injection(rule, lease.token, until, self.proofs.thumbprint(rule.credentials))
         # The whole header value too: HTTP/2 and HTTP/3 compress it as one string, which
         # proxy_debug then logs as bytes that contain no spelling of the token alone.
         value = given.fields[0][1]

@@ -10,7 +10,7 @@ import httpx
 from mitmproxy import http
 from mitmproxy.proxy import mode_specs
 
-from ..injection import Injection, replace_fields
+from ..injection import Fields, Injection, replace_fields
 from ..oauth.tls import tls_context
 
 MAX_BODY = 32 * 1024 * 1024
@@ -109,16 +109,18 @@ class Replayer:
         ca_file: str | None = None,
         proxy: str | None = None,
         proxy_auth: str | None = None,
+        proof: bytes | None = None,
     ) -> http.Response:
         """The upstream's answer to `request` sent again with `injection` (body not decoded).
 
         `proxy`: the upstream proxy's URL, `proxy_auth` its "user:password" (mitmproxy's
-        `upstream_auth`), for mitmproxy's upstream mode.
+        `upstream_auth`), for mitmproxy's upstream mode; `proof`: a fresh DPoP proof.
         """
         fields = tuple(
             f for f in request.headers.fields if f[0].decode("latin-1").lower() not in HOP_BY_HOP
         )
-        headers = replace_fields(fields, injection.replaced, injection.fields)
+        extra: Fields = () if proof is None else ((b"DPoP", proof),)
+        headers = replace_fields(fields, injection.replaced, injection.fields + extra)
         client = self._client(verify, ca_file, proxy, proxy_auth)
         started = time.time()
         try:

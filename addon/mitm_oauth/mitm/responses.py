@@ -45,6 +45,12 @@ class Responses:
         if given is None:
             return None
         status = flow.response.status_code
+        if given.rule.credentials.dpop is not None and self.wants_nonce(flow):
+            # RFC 9449 §9: not a rejected token; the next proof carries the server's nonce.
+            if can_replay(flow):
+                return self.replay_then_redact(flow, given, same_token=True)
+            self.redact(flow, given)
+            return None
         if status in given.rule.purge_on_status:
             why = f"upstream answered {status} to {flow.request.method} {flow.request.host}"
             self.cache.purge(given.rule.credentials, given.token, why)
@@ -65,24 +71,43 @@ class Responses:
             self.redact(flow, given)
         injections.clear()
 
-    async def replay_then_redact(self, flow: http.HTTPFlow, given: Injection) -> None:
-        self.redact(flow, await self.replay(flow, given))
+    def wants_nonce(self, flow: http.HTTPFlow) -> bool:
+        """Keep the API's newest DPoP nonce; whether its answer asks for one (a 401 whose
+        WWW-Authenticate says use_dpop_nonce)."""
+        assert flow.response is not None
+        headers = flow.response.headers
+        self.injector.proofs.nonces.update(flow.request.url, headers.get("DPoP-Nonce"))
+        challenge = headers.get("WWW-Authenticate", "")
+        return flow.response.status_code == 401 and "use_dpop_nonce" in challenge
 
-    async def replay(self, flow: http.HTTPFlow, given: Injection) -> Injection:
-        """Send the request once more with a new token; keep the first answer if none comes.
+    async def replay_then_redact(
+        self, flow: http.HTTPFlow, given: Injection, same_token: bool = False
+    ) -> None:
+        self.redact(flow, await self.replay(flow, given, same_token))
+
+    async def replay(
+        self, flow: http.HTTPFlow, given: Injection, same_token: bool = False
+    ) -> Injection:
+        """Send the request once more, with a new token (or, `same_token`, the same one with a
+        proof that carries the server's nonce); keep the first answer if none comes.
 
         Returns what the request carries now: the new token's injection, or `given`.
         """
         rule = given.rule
+        renewed = given
         try:
-            lease = await self.cache.get(rule.credentials)
+            if not same_token:
+                lease = await self.cache.get(rule.credentials)
+                if lease.token is given.token:
+                    return given  # the purge was rate-limited: it would be refused again
+                renewed = self.injector.injection(rule, lease)
         except TokenError as e:
             log.warning("rule %s: no new token to replay the request with: %s", rule.name, e)
             return given
-        if lease.token is given.token:
-            return given  # the purge was rate-limited: the same token would be refused again
         try:
-            renewed = self.injector.injection(rule, lease)
+            proof = None
+            if rule.credentials.dpop is not None:
+                proof = self.injector.sign(flow.request, renewed).encode()
             self.replayer.max_body = replay_limit()
             flow.response = await self.replayer.replay(
                 flow.request,
@@ -91,11 +116,17 @@ class Responses:
                 ca_file=ctx.options.ssl_verify_upstream_trusted_ca,
                 proxy=upstream_proxy(flow.client_conn.proxy_mode),
                 proxy_auth=ctx.options.upstream_auth,
+                proof=proof,
             )
         except Exception as e:  # keep the first answer, and say why
             log.warning("rule %s: replay failed (%s); keeping the first answer", rule.name, e)
             return given
-        log.info("rule %s: replayed %s with a new token", rule.name, flow.request.method)
+        what = "the server's DPoP nonce" if same_token else "a new token"
+        log.info("rule %s: replayed %s with %s", rule.name, flow.request.method, what)
+        if rule.credentials.dpop is not None and flow.response is not None:
+            self.injector.proofs.nonces.update(
+                flow.request.url, flow.response.headers.get("DPoP-Nonce")
+            )
         return renewed
 
     def redact(self, flow: http.HTTPFlow, given: Injection) -> None:

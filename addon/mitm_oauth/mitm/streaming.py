@@ -11,7 +11,7 @@ none and a saved flow holds none. `oauth_stream_responses` chooses:
 - `off`: mitmproxy decides alone (`stream_large_bodies`).
 
 A response the addon may replace stays whole: an upstream's 401 to a request
-that `retry_on_401` may replay.
+that `retry_on_401` may replay, or to a DPoP rule's request (it may ask for a nonce).
 """
 
 from __future__ import annotations
@@ -46,4 +46,6 @@ class Streaming:
         rule = given.rule if given is not None else None
         if rule and rule.retry_on_401 and response.status_code in rule.purge_on_status:
             return  # a replay may take its place
+        if rule and rule.credentials.dpop is not None and response.status_code == 401:
+            return  # as it may when it asks for a DPoP nonce
         response.stream = True

@@ -140,7 +140,7 @@ class DPoPKeys:
 
     def __init__(self) -> None:
         self._made: dict[Credentials, DPoPKey] = {}
-        self._loaded: dict[tuple[str, str], tuple[FileVersion | None, DPoPKey]] = {}
+        self._loaded: dict[tuple[str, str | None], tuple[FileVersion | None, DPoPKey]] = {}
 
     def key(self, creds: Credentials) -> DPoPKey:
         """Raises ValueError for a key file that cannot be used."""
@@ -148,7 +148,7 @@ class DPoPKeys:
         assert settings is not None
         if settings.key_file is None:
             if creds not in self._made:
-                self._made[creds] = generate_key(settings.algorithm)
+                self._made[creds] = generate_key(settings.algorithm or DEFAULT_ALGORITHM)
             return self._made[creds]
         name = (settings.key_file, settings.algorithm)
         version = file_version(settings.key_file)
@@ -171,6 +171,26 @@ class Nonces:
     def update(self, url: str, nonce: str | None) -> None:
         if nonce:
             self._by_origin[_origin(url)] = nonce
+
+
+class RequestProofs:
+    """Proofs for API requests: each credential set's key, and each API's newest nonce."""
+
+    def __init__(self, keys: DPoPKeys) -> None:
+        self.keys = keys
+        self.nonces = Nonces()
+
+    def proof(self, creds: Credentials, method: str, url: str, access_token: str) -> str:
+        """A fresh proof for one request; ValueError for a key file that cannot be used."""
+        key = self.keys.key(creds)
+        return proof(key, method, url, access_token=access_token, nonce=self.nonces.get(url))
+
+    def thumbprint(self, creds: Credentials) -> str | None:
+        """The `jkt` of a DPoP credential set's key, for the operator; None without one."""
+        try:
+            return self.keys.key(creds).thumbprint if creds.dpop is not None else None
+        except ValueError:
+            return None
 
 
 def _origin(url: str) -> str:
