@@ -4,6 +4,9 @@ token endpoint and the API as a server does."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -11,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from mitmproxy import io
 
 from mitm_oauth.oauth.dpop import load_key
+from mitm_oauth.secret import Secret
 from tests.conftest import client, rule, rules
 from tests.support.dpop import DPoPApi, DPoPIssuer
 from tests.support.servers import RecordingServer
@@ -139,3 +143,27 @@ def test_saved_flows_hold_neither_the_token_nor_a_proof(
     for secret in (*issuer.bound, sent, sent.rsplit(".", 1)[1]):
         assert secret.encode() not in saved.read_bytes()
     assert api.checker.problems == []
+
+
+def test_check_and_explain_say_a_rule_is_dpop_bound(tmp_path, dpop_idp):
+    idp, issuer = dpop_idp
+    with RecordingServer(DPoPApi(issuer)) as server:
+        rules_file = tmp_path / "rules.yaml"
+        rules_file.write_text(rules(rule("ledger", server, idp, dpop=True)))
+        mitm_oauth = [str(Path(sys.executable).parent / "mitm-oauth")]
+        checked = subprocess.run(
+            [*mitm_oauth, "check", "--fetch", str(rules_file)], capture_output=True, text=True
+        )
+        explained = subprocess.run(
+            [*mitm_oauth, "explain", str(rules_file), f"{server.origin}/v1"],
+            capture_output=True,
+            text=True,
+        )
+    assert checked.returncode == 0, checked.stderr
+    (jkt,) = set(issuer.bound.values())
+    fingerprint = Secret("dpop-token-1").fingerprint
+    assert checked.stdout.splitlines()[1].endswith(
+        f"token_type DPoP, expires_in 3600, scope (none), sha256:{fingerprint}, "
+        f"DPoP-bound to key {jkt}"
+    )
+    assert "matches: its DPoP-bound token is sent, with a proof per request" in explained.stdout

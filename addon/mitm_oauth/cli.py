@@ -119,6 +119,8 @@ async def fetch_all(rules: list[Rule], seconds_each: float, store_option: str | 
         failures = 0
         for creds, names in credential_sets(rules).items():
             failed, line = await _fetch_one(fetch, creds, names, answers)
+            if not failed and creds.dpop is not None:
+                line += f", DPoP-bound to key {client.dpop_keys.key(creds).thumbprint}"
             failures += failed
             print(client.redactor.redact(line))
     finally:

@@ -46,6 +46,8 @@ def explain_url(index: RuleIndex, url: str, method: str = "GET") -> Explanation:
         mismatch = why_not(rule, dest)
         if rule is winner:
             reason = "matches: its token is sent"
+            if rule.credentials.dpop is not None:
+                reason = "matches: its DPoP-bound token is sent, with a proof per request"
         elif mismatch is None:
             reason = f"matches too, but rule {winner.name if winner else '?'} is more specific"
         else:

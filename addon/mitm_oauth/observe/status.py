@@ -23,11 +23,13 @@ COLUMNS = (
 
 
 def credential_label(status: Status) -> str:
-    """A short name for a credential set: endpoint host, auth style, scopes; no secret."""
+    """A short name for a credential set: endpoint host, auth style (and DPoP), scopes; no
+    secret."""
     creds = status.credentials
     host = urlsplit(creds.token_url).netloc
     scopes = ",".join(creds.scopes) or "-"
-    return f"{host} {creds.auth_style} {scopes}"
+    bound = " DPoP" if creds.dpop is not None else ""
+    return f"{host} {creds.auth_style}{bound} {scopes}"
 
 
 def status_rows(statuses: list[Status], injected: Counter[str]) -> list[tuple[str, ...]]:
