@@ -24,6 +24,8 @@ from mitm_oauth.oauth.dpop import (
     target_uri,
     thumbprint,
 )
+from mitm_oauth.observe.exchange import redact_request_headers
+from mitm_oauth.observe.redaction import Redactor
 from mitm_oauth.secret import Secret
 
 RFC7638_KEY = {
@@ -246,3 +248,16 @@ def test_a_key_file_is_read_again_once_it_changes(tmp_path):
     assert keys.key(creds).thumbprint != first.thumbprint
     made = DPoPKeys()
     assert made.key(DPOP_CREDS) is made.key(DPOP_CREDS)  # one per credential set, kept
+
+
+def test_an_exchange_shows_the_proof_decoded_without_its_signature():
+    key = generate_key()
+    signed = proof(key, "POST", "https://idp.example/token", nonce="n-1")
+    ((name, shown),) = redact_request_headers({"DPoP": signed}, Redactor())
+    assert name == "DPoP"
+    assert signed.rsplit(".", 1)[1] not in shown
+    assert shown.endswith(".[signature cut]")
+    assert '"typ": "dpop+jwt"' in shown
+    assert '"htu": "https://idp.example/token"' in shown
+    assert '"nonce": "n-1"' in shown
+    assert redact_request_headers({"DPoP": "not-a-jws"}, Redactor()) == [("DPoP", "[redacted]")]

@@ -168,6 +168,16 @@ def report_fleet(f: Results) -> list[str]:
     return lines
 
 
+def report_dpop(d: Results) -> list[str]:
+    rates = "  ".join(f"{alg} {rate:,.0f}/s" for alg, rate in d["proofs_per_second"].items())
+    side = d["side_by_side"]
+    return [
+        f"7. DPoP: proofs signed in-process: {rates}",
+        f"   CPU per request side by side: Bearer rule {side['bearer_cpu_us']:.0f} µs, "
+        f"DPoP rule {side['dpop_cpu_us']:.0f} µs ({side['dpop_vs_bearer']:.3f} x)",
+    ]
+
+
 REPORTS = {
     "micro": report_micro,
     "side_by_side": report_side_by_side,
@@ -178,4 +188,5 @@ REPORTS = {
     "startup": report_startup,
     "memory": report_memory,
     "fleet": report_fleet,
+    "dpop": report_dpop,
 }

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from scripts.benchmarks import (
     counted,
+    dpop,
     fleet,
     memory,
     micro,
@@ -90,6 +91,9 @@ def main() -> int:
             "startup": lambda: startup.measure(work, cert.ca_file, ports, loads=1 if quick else 3),
             "memory": lambda: memory.measure(
                 work, cert.ca_file, ports, 2_000 if quick else 100_000, seconds=3 if quick else 10
+            ),
+            "dpop": lambda: dpop.measure(
+                work, cert.ca_file, ports, rounds=3 if quick else 8, seconds=2 if quick else 5
             ),
             "fleet": lambda: fleet.measure(
                 work, cert.ca_file, ports, [1, 4] if quick else [1, 4, 8], 6 if quick else 12

@@ -4,7 +4,8 @@
 
 Writes {"http": port, "https": port, "idp": port} to PORTS_JSON, then serves until killed.
 The IdP issues `tok-<client>-<n>` tokens; `/token/<lifetime>/<delay>` sets their lifetime and
-how long it takes to answer. GET /stats on the IdP port returns the fetch times per client.
+how long it takes to answer (`/dpop-token/…`: DPoP tokens, their proofs not checked).
+GET /stats on the IdP port returns the fetch times per client.
 """
 
 from __future__ import annotations
@@ -51,14 +52,14 @@ async def idp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Non
                 answer = json.dumps(fetches).encode()
                 content_type = b"application/json"
             else:
-                _, _, lifetime, delay = path.split("/")
+                _, kind, lifetime, delay = path.split("/")
                 client = parse_qs(body.decode()).get("client_id", ["?"])[0]
                 fetches[client].append(time.time())
                 await asyncio.sleep(float(delay))
                 answer = json.dumps(
                     {
                         "access_token": f"tok-{client}-{len(fetches[client])}",
-                        "token_type": "bearer",
+                        "token_type": "DPoP" if kind == "dpop-token" else "bearer",
                         "expires_in": int(lifetime),
                     }
                 ).encode()
