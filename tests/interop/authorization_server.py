@@ -64,10 +64,18 @@ class AuthorizationServer:
         clients: list[dict[str, Any]],
         tls: dict[str, str],
         clock_offset: int = 0,
+        dpop_nonce: bool = False,
     ) -> None:
         self.config = directory / f"provider-{id(self)}.json"
         self.config.write_text(
-            json.dumps({"clients": clients, "tls": tls, "clockOffsetSeconds": clock_offset})
+            json.dumps(
+                {
+                    "clients": clients,
+                    "tls": tls,
+                    "clockOffsetSeconds": clock_offset,
+                    "dpopNonce": dpop_nonce,
+                }
+            )
         )
         self.events: list[dict[str, Any]] = []
         self._changed = threading.Condition()

@@ -2,12 +2,13 @@
 //
 // Usage: node server.mjs CONFIG.json
 // CONFIG: {clients: [...client metadata], tls: {cert, key, clientCa} (PEM file paths),
-//          clockOffsetSeconds?: number}
+//          clockOffsetSeconds?: number, dpopNonce?: boolean (DPoP proofs must carry its nonce)}
 // Listens on two ephemeral ports, both HTTPS: "mtls" asks for a client certificate
 // (verified against clientCa when one is shown), "plain" does not. Prints one JSON line
 // {"issuer", "ports": {"mtls", "plain"}} when ready, then one JSON line per token
 // request outcome: {"event": "grant.success" | "grant.error", "client", "error",
 // "error_description", "detail"} (detail is the provider's reason, never sent to clients).
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as https from 'node:https';
 import { once } from 'node:events';
@@ -57,9 +58,15 @@ const provider = new Provider(issuer, {
   ],
   enabledJWA: {
     clientAuthSigningAlgValues: ['HS256', 'HS384', 'HS512', 'RS256', 'PS256', 'ES256'],
+    dPoPSigningAlgValues: ['ES256', 'RS256', 'PS256'],
   },
   features: {
     devInteractions: { enabled: false },
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => Boolean(config.dpopNonce),
+    },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     resourceIndicators: {
