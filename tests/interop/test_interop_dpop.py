@@ -1,7 +1,8 @@
 """Interop: DPoP-bound tokens (RFC 9449) from panva/oidc-provider, through a real mitmdump.
 
 The provider binds each token to the proof's key (`cnf.jkt` in its JWT access token) and,
-here, wants its nonce in every proof. The API checks every request's proof against the
+here, wants its nonce in every proof. DPoP goes with a shared secret, a JWT assertion and a
+TLS client certificate alike. The API checks every request's proof against the
 token's key, as a resource server does.
 """
 
@@ -18,7 +19,13 @@ from mitm_oauth.oauth.dpop import load_key
 from tests.conftest import curl
 from tests.interop.authorization_server import AuthorizationServer, install
 from tests.interop.test_interop import client, jwk_of
-from tests.support.certs import make_server_cert, new_key, write_key
+from tests.support.certs import (
+    CertificateAuthority,
+    make_client_cert,
+    make_server_cert,
+    new_key,
+    write_key,
+)
 from tests.support.dpop import ProofChecker
 from tests.support.proxy import Mitmdump
 from tests.support.servers import Recorded, RecordingServer, Reply
@@ -51,11 +58,13 @@ def test_dpop_tokens_from_a_certified_provider_with_its_nonces(
     install()
     folder = tmp_path_factory.mktemp("interop-dpop")
     server_cert = make_server_cert(folder)
+    client_ca = CertificateAuthority("client CA")
     tls = {
         "cert": str(server_cert.cert_file),
         "key": str(server_cert.key_file),
-        "clientCa": str(server_cert.ca_file),
+        "clientCa": str(client_ca.write(folder / "client-ca.pem")),
     }
+    tls_cert = make_client_cert(folder, "tls-client", client_ca)
     secret = secrets.token_urlsafe(48)
     signing_key = write_key(folder / "assertion.pem", new_key("ec"))
     dpop_key = write_key(folder / "dpop-rsa.pem", new_key("rsa"))
@@ -67,6 +76,12 @@ def test_dpop_tokens_from_a_certified_provider_with_its_nonces(
             "dpop-key",
             "private_key_jwt",
             jwks={"keys": [jwk_of(signing_key, kid="ec-1")]},
+            dpop_bound_access_tokens=True,
+        ),
+        client(
+            "dpop-tls",
+            "tls_client_auth",
+            tls_client_auth_subject_dn="CN=tls-client",
             dpop_bound_access_tokens=True,
         ),
     ]
@@ -100,6 +115,17 @@ def test_dpop_tokens_from_a_certified_provider_with_its_nonces(
                 **common,
             },
             {
+                "name": "mtls-es256",
+                "match": {"host": "127.0.0.1", "port": server.port, "scheme": "http", "path": "/d"},
+                "client_id": "dpop-tls",
+                "auth_style": "tls_client_auth",
+                "client_cert_file": str(tls_cert.cert_file),
+                "client_key_file": str(tls_cert.key_file),
+                "dpop": True,
+                **common,
+                "token_url": provider.url("/token", "mtls"),
+            },
+            {
                 "name": "without-dpop",
                 "match": {"host": "127.0.0.1", "port": server.port, "scheme": "http", "path": "/c"},
                 "client_id": "dpop-basic",
@@ -111,18 +137,26 @@ def test_dpop_tokens_from_a_certified_provider_with_its_nonces(
         rules_file = folder / "rules.yaml"
         rules_file.write_text(json.dumps({"rules": rules}))
         with Mitmdump(rules_file, folder / "confdir") as proxy:
-            results = [curl(proxy, f"{server.origin}{path}") for path in ("/a", "/a", "/b", "/c")]
-    assert [status for status, _ in results[:3]] == [200, 200, 200]
+            paths = ("/a", "/a", "/b", "/d", "/c")
+            results = [curl(proxy, f"{server.origin}{path}") for path in paths]
+    assert [status for status, _ in results[:4]] == [200, 200, 200, 200]
     assert api.checker.problems == []
-    # The provider asked for its nonce once: the first token request was retried with it, and
-    # the second credential set's request carried it from the start (one nonce per server).
+    # The provider asked for its nonce once per origin (its mTLS listener is another one): the
+    # first token request there was retried with it, the next carried it from the start.
     nonce_asked = [e["client"] for e in provider.events if e["error"] == "use_dpop_nonce"]
-    assert nonce_asked == ["dpop-basic"]
+    assert nonce_asked == ["dpop-basic", "dpop-tls"]
     jkts = [t["cnf"]["jkt"] for t in api.tokens]
     assert jkts[2] == load_key(str(dpop_key), "PS256").thumbprint
     assert jkts[0] == jkts[1] != jkts[2]
-    assert [p["alg"] for p in api.checker.proofs] == ["ES256", "ES256", "PS256"]
-    status, body = results[3]
+    assert jkts[3] not in jkts[:3]  # another credential set: a key of its own
+    assert [p["alg"] for p in api.checker.proofs] == ["ES256", "ES256", "PS256", "ES256"]
+    assert [t["client_id"] for t in api.tokens] == [
+        "dpop-basic",
+        "dpop-basic",
+        "dpop-key",
+        "dpop-tls",
+    ]
+    status, body = results[4]
     assert status == 502
     assert json.loads(body)["token_endpoint_error"] == "invalid_grant"  # the provider's word
     (refused,) = [e for e in provider.events if e["error"] == "invalid_grant"]
