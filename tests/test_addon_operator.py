@@ -197,3 +197,23 @@ def test_a_broken_edit_is_reported_once_and_the_rules_stay(rules_file, tmp_path)
     asyncio.run(scenario())
     assert [e["event"] for e in events(log_file)] == ["reload", "reload_failed", "reload"]
     assert events(log_file)[1]["rule"] == "#1"
+
+
+def test_a_dpop_rule_shows_its_key_and_each_request_gets_a_proof(tmp_path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text(RULES + "    dpop: true\n")
+    addon = ClientCredentials(fetch=Endpoint(token_type="DPoP"))
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, oauth_rules=str(rules_file))
+        first, second = flow(), flow(method="POST")
+        run(addon, first)
+        run(addon, second)
+        (row,) = status_table(addon)
+        jkt = addon.injector.proofs.thumbprint(addon.cache.credential_sets().popitem()[0])
+    assert jkt is not None
+    assert row["credentials"] == "idp.example.com auto DPoP -"
+    assert row["token"] == f"sha256:{Secret('tok-1').fingerprint} (DPoP jkt {jkt})"
+    assert first.request.headers["Authorization"] == "DPoP tok-1"
+    proofs = [f.request.headers["DPoP"] for f in (first, second)]
+    assert proofs[0] != proofs[1]
+    assert f"DPoP-bound to key {jkt}" in first.comment

@@ -27,7 +27,10 @@ class Commands:
     def status(self) -> str:
         """The token store; each rule's credential set, token state, fingerprint, lifetime
         left and counters."""
-        table = format_table(status_rows(self.cache.status(), self.injector.injected))
+        rows = status_rows(
+            self.cache.status(), self.injector.injected, self.injector.proofs.thumbprint
+        )
+        table = format_table(rows)
         return f"{self.sharing.status_line()}\n{table}"
 
     @command.command("oauth.refresh")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from ..model import Credentials
 from ..oauth.cache import Status
 
 COLUMNS = (
@@ -32,7 +34,12 @@ def credential_label(status: Status) -> str:
     return f"{host} {creds.auth_style}{bound} {scopes}"
 
 
-def status_rows(statuses: list[Status], injected: Counter[str]) -> list[tuple[str, ...]]:
+def status_rows(
+    statuses: list[Status],
+    injected: Counter[str],
+    thumbprint: Callable[[Credentials], str | None] = lambda creds: None,
+) -> list[tuple[str, ...]]:
+    """A row per rule; `thumbprint`: the key a DPoP credential set's tokens are bound to."""
     rows: list[tuple[str, ...]] = []
     for s in statuses:
         for rule in s.rules:
@@ -41,7 +48,7 @@ def status_rows(statuses: list[Status], injected: Counter[str]) -> list[tuple[st
                     rule,
                     credential_label(s),
                     s.state,
-                    _token(s),
+                    _token(s, thumbprint(s.credentials)),
                     f"{s.usable_for:.0f} s" if s.usable_for is not None else "-",
                     str(s.fetches),
                     str(s.failed_fetches),
@@ -54,11 +61,15 @@ def status_rows(statuses: list[Status], injected: Counter[str]) -> list[tuple[st
     return rows
 
 
-def _token(status: Status) -> str:
+def _token(status: Status, jkt: str | None) -> str:
     if status.fingerprint is None:
         return "-"
-    shared = " (from the store)" if status.source == "store" else ""
-    return f"sha256:{status.fingerprint}{shared}"
+    notes = []
+    if status.source == "store":
+        notes.append("from the store")
+    if jkt is not None:
+        notes.append(f"DPoP jkt {jkt}")
+    return f"sha256:{status.fingerprint}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def format_table(rows: list[tuple[str, ...]]) -> str:
