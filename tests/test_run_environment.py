@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mitm_oauth.run.command import _store_secret_names
 from mitm_oauth.run.environment import (
     CA_VARIABLES,
     NODE_PRELOAD,
@@ -68,3 +69,8 @@ def test_the_readme_names_every_variable_run_sets(tmp_path):
     env = child_environment({}, 8123, files(tmp_path), secrets=set())
     unnamed = [name for name in env if name.isupper() and f"`{name}" not in section]
     assert unnamed == []
+
+
+def test_the_variables_that_open_the_token_store_are_left_out(tmp_path):
+    names = _store_secret_names(["confdir=/x", "oauth_store=redis://:${REDIS_PW}@cache:6379"])
+    assert names == {"OAUTH_STORE_KEY", "OAUTH_STORE_PASSWORD", "REDIS_PW"}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import re
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +44,8 @@ CREDS = Credentials(
         ("redis://cache:6379/2", "redis", "redis://cache:6379/2"),
         ("rediss://app:${PW}@cache:6380", "redis", "rediss://app:***@cache:6380"),
         ("unix:///run/redis.sock", "redis", "unix:///run/redis.sock"),
+        ("redis://cache:6379/0?password=${PW}", "redis", "redis://cache:6379/0?password=***"),
+        ("unix:///run/r.sock?password=${PW}&db=1", "redis", "unix:///run/r.sock?password=***&db=1"),
     ],
 )
 def test_the_store_option_takes_each_form_and_never_shows_a_password(value, kind, display):
@@ -110,11 +114,13 @@ def test_sealed_values_open_only_with_their_key_and_keys_rotate():
     material = credential_material(CREDS)
     sealed_old = Sealer(configured_keys({"OAUTH_STORE_KEY": old})).seal(material, b"tok")
     rotated = Sealer(configured_keys({"OAUTH_STORE_KEY": f"{new},{old}"}))
-    assert rotated.open(material, sealed_old) == b"tok"
+    opened = rotated.open(material, sealed_old)
+    assert opened is not None
+    assert opened[0] == b"tok"
     assert Sealer(configured_keys({"OAUTH_STORE_KEY": new})).open(material, sealed_old) is None
     assert b"tok" not in sealed_old
     derived = Sealer().seal(material, b"tok")
-    assert Sealer().open(material, derived) == b"tok"
+    assert (Sealer().open(material, derived) or (b"",))[0] == b"tok"
     other = credential_material(Credentials(CREDS.token_url, Secret("c"), Secret("x")))
     assert Sealer().open(other, derived) is None  # only holders of the secret open it
 
@@ -428,3 +434,78 @@ def test_dpop_tokens_are_shared_only_by_holders_of_the_same_key_file(tmp_path):
     in_memory = dataclasses.replace(CREDS, dpop=DPoPSettings())
     with pytest.raises(ValueError, match="made in memory is not shared"):
         credential_material(in_memory)
+
+
+def test_a_sealed_token_copied_under_another_key_or_put_back_late_is_a_miss(tmp_path):
+    """Whoever can write to the store, without the keys, cannot give one credential set
+    another's token, nor bring an old token back with a fresh time to live."""
+    keys = configured_keys({"OAUTH_STORE_KEY": Fernet.generate_key().decode()})
+    admin = dataclasses.replace(CREDS, scopes=("admin",))
+
+    async def scenario() -> list[str]:
+        store = SQLiteStore(str(tmp_path / "oauth.db"))
+        endpoint = Endpoint()
+        endpoint.gate.set()
+        cache = TokenCache(endpoint)
+        sharer = SharedFetch(store, endpoint, Sealer(keys), cache)
+        try:
+            await sharer.fetch(admin)  # tok-1, stored under admin's key
+            admin_key = store_key(credential_material(admin))
+            stored = await store.get(admin_key)
+            assert stored is not None
+            await store.put(stored_key(), stored.value, 3000)  # copied under CREDS's key
+            swapped = await sharer.fetch(CREDS)
+            record = json.dumps(
+                {
+                    "key": stored_key(),
+                    "access_token": "old",
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                    "scope": None,
+                }
+            ).encode()
+            assert keys is not None
+            late = keys.encrypt_at_time(record, int(time.time()) - 4000)  # sealed 4,000 s ago
+            await store.put(stored_key(), late, 3000)
+            revived = await sharer.fetch(CREDS)
+            return [swapped.access_token.reveal(), revived.access_token.reveal()]
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == ["tok-2", "tok-3"]  # each fetched, not taken
+
+
+def test_a_sqlite_file_made_by_someone_else_is_made_private_and_odd_rows_are_misses(tmp_path):
+    path = tmp_path / "oauth.db"
+    path.touch(mode=0o666)
+    path.chmod(0o666)
+
+    async def scenario() -> Stored | None:
+        store = SQLiteStore(str(path))
+        try:
+            await store.put(K, b"v", 60)
+            store._db.execute("UPDATE tokens SET value = 7")  # type: ignore[union-attr]
+            return await store.get(K)
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) is None
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    link = tmp_path / "link.db"
+    link.symlink_to(path)
+    with pytest.raises(StoreError, match="cannot open it"):
+        SQLiteStore(str(link)).check()
+
+
+def test_a_purge_mark_that_is_not_ours_is_ignored(fresh_redis):
+    with fresh_redis.client() as redis:
+        redis.zadd("mitm-oauth:v1:purges", {"garbage-without-a-space": 9e15, "k fp": 9e15})
+
+    async def scenario() -> set[tuple[str, str]]:
+        store = RedisStore(parse_store(fresh_redis.url))
+        try:
+            return await store.purged()
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == {("k", "fp")}

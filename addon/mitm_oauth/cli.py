@@ -137,21 +137,21 @@ async def _fetch_one(
     started = time.monotonic()
     token: Token | None = None
     try:
-        token = got = await fetch(creds)
+        token = await fetch(creds)
     except TokenError as e:
         outcome = f"FAILED: {e}"
-    else:
-        scope = f'"{got.scope}"' if got.scope else "(none)"
-        outcome = (
-            f"ok: token_type {got.token_type}, expires_in "
-            f"{got.expires_in if got.expires_in else '(none)'}, scope {scope}, "
-            f"sha256:{got.access_token.fingerprint}"
-        )
     latency = (time.monotonic() - started) * 1000
     exchange = answers.pop(creds, None)
     status = f"HTTP {exchange.status}" if exchange and exchange.status else "no answer"
-    if token is not None and token.source == "store":
-        status = "from the store"
+    if token is not None:
+        scope = f'"{token.scope}"' if token.scope else "(none)"
+        outcome = (
+            f"ok: token_type {token.token_type}, expires_in "
+            f"{token.expires_in if token.expires_in else '(none)'}, scope {scope}, "
+            f"sha256:{token.access_token.fingerprint}"
+        )
+        if token.source == "store":
+            status = "from the store"
     return token is None, f"rule {', '.join(names)}: {status} in {latency:.0f} ms: {outcome}"
 
 

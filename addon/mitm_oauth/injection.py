@@ -26,7 +26,8 @@ def scheme_for(rule: Rule, token: Token) -> str:
 
     RFC 6750 defines how to send Bearer tokens; other types (MAC, DPoP, …)
     need more than a header, so sending them as they are is a mistake unless
-    the rule says that it is what the API wants.
+    the rule says that it is what the API wants. A DPoP rule sends `DPoP`, with
+    the proof the injector adds to each request.
     """
     if rule.credentials.dpop is not None:
         return "DPoP"  # the token client has checked that the endpoint issued one
@@ -50,7 +51,7 @@ def header_value(rule: Rule, token: Token) -> str:
 
 def redacted_header_value(rule: Rule, token: Token) -> str:
     """What flows keep once the request has been sent: the token's fingerprint in its place."""
-    scheme = rule.token_type or token.token_type
+    scheme = scheme_for(rule, token)
     mark = redacted(token.access_token.fingerprint)
     if rule.header_value == DEFAULT_HEADER_VALUE:
         return f"{scheme} {mark}"

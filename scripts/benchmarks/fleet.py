@@ -94,18 +94,11 @@ def _cold(work: Path, ca: Path, ports: Ports, kind: str, store: str, n: int) -> 
     try:
         bursts = [
             subprocess.Popen(
-                pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(config)]),
+                pinned(LOAD_CORE, [sys.executable, str(LOAD), json.dumps(_burst(p, url))]),
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            for config in (
-                {
-                    "mode": "burst",
-                    "count": COLD_REQUESTS,
-                    "targets": [{"proxy": p.port, "url": url}],
-                }
-                for p in proxies
-            )
+            for p in proxies
         ]
         answers = [json.loads(b.communicate(timeout=300)[0]) for b in bursts]
     finally:

@@ -108,10 +108,14 @@ class RuleReader:
             raise self.error("token_type", "must be an authentication scheme such as Bearer")
         client_authorization = self.value("client_authorization")
         header_name = self.header_name()
+        match = self.match()  # the file's order: a wrong match is reported first
+        credentials = self.credentials()
+        if credentials.dpop is not None and token_type not in (None, "DPoP"):
+            raise self.error("token_type", "a dpop rule sends DPoP tokens: leave it out")
         rule = Rule(
             name=name,
-            match=self.match(),
-            credentials=self.credentials(),
+            match=match,
+            credentials=credentials,
             accept=self.accept(),
             client_authorization=client_authorization,
             token_type=token_type,

@@ -45,7 +45,7 @@ class Responses:
         if given is None:
             return None
         status = flow.response.status_code
-        if given.rule.credentials.dpop is not None and self.wants_nonce(flow):
+        if given.rule.credentials.dpop is not None and self.keep_nonce(flow):
             # RFC 9449 §9: not a rejected token; the next proof carries the server's nonce.
             if can_replay(flow):
                 return self.replay_then_redact(flow, given, same_token=True)
@@ -71,14 +71,14 @@ class Responses:
             self.redact(flow, given)
         injections.clear()
 
-    def wants_nonce(self, flow: http.HTTPFlow) -> bool:
-        """Keep the API's newest DPoP nonce; whether its answer asks for one (a 401 whose
-        WWW-Authenticate says use_dpop_nonce)."""
-        assert flow.response is not None
-        headers = flow.response.headers
-        self.injector.proofs.nonces.update(flow.request.url, headers.get("DPoP-Nonce"))
-        challenge = headers.get("WWW-Authenticate", "")
-        return flow.response.status_code == 401 and "use_dpop_nonce" in challenge
+    def keep_nonce(self, flow: http.HTTPFlow) -> bool:
+        """Keep the API's newest DPoP nonce from its answer; True when the answer is a 401
+        that asks for the nonce (`WWW-Authenticate: DPoP error="use_dpop_nonce"`)."""
+        response = flow.response
+        assert response is not None
+        self.injector.proofs.nonces.update(flow.request.url, response.headers.get("DPoP-Nonce"))
+        challenge = response.headers.get("WWW-Authenticate", "")
+        return response.status_code == 401 and "use_dpop_nonce" in challenge
 
     async def replay_then_redact(
         self, flow: http.HTTPFlow, given: Injection, same_token: bool = False
@@ -123,10 +123,8 @@ class Responses:
             return given
         what = "the server's DPoP nonce" if same_token else "a new token"
         log.info("rule %s: replayed %s with %s", rule.name, flow.request.method, what)
-        if rule.credentials.dpop is not None and flow.response is not None:
-            self.injector.proofs.nonces.update(
-                flow.request.url, flow.response.headers.get("DPoP-Nonce")
-            )
+        if rule.credentials.dpop is not None:
+            self.keep_nonce(flow)
         return renewed
 
     def redact(self, flow: http.HTTPFlow, given: Injection) -> None:

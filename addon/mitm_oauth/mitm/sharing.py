@@ -48,7 +48,7 @@ class Sharing:
         self.stored_tokens: int | None = None
         self._watch: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        cache.on_purge = self.purged
+        cache.on_purge = self.announce_purge
 
     async def fetch(self, creds: Credentials) -> Token:
         """The cache's fetch: through the store when there is one."""
@@ -58,9 +58,9 @@ class Sharing:
 
     def configure(self, updated: set[str]) -> None:
         """Raises OptionsError for a store that cannot be used; the previous one stays."""
-        if self.shared is not None:
-            self.shared.token_timeout = ctx.options.oauth_token_timeout
         if "oauth_store" not in updated:
+            if self.shared is not None:
+                self.shared.token_timeout = ctx.options.oauth_token_timeout
             return
         try:
             spec = parse_store(ctx.options.oauth_store)
@@ -90,7 +90,7 @@ class Sharing:
         if self.shared is not None:
             await self.shared.store.close()
 
-    def purged(self, creds: Credentials, token: Token) -> None:
+    def announce_purge(self, creds: Credentials, token: Token) -> None:
         """The cache dropped a rejected token: tell the others through the store."""
         if self.shared is not None:
             self._spawn(self.shared.purge(creds, token))
@@ -116,13 +116,17 @@ class Sharing:
             shared = self.shared
             if shared is None:
                 continue
-            for creds, fingerprint in await shared.rejected_elsewhere():
-                self.cache.forget(creds, fingerprint, "rejected upstream, as another process said")
-            since_count += WATCH_INTERVAL
-            if since_count >= COUNT_INTERVAL and shared.down is None:
-                since_count = 0.0
-                with contextlib.suppress(StoreError):
-                    self.stored_tokens = await shared.store.count()
+            try:
+                for creds, fingerprint in await shared.rejected_elsewhere():
+                    why = "rejected upstream, as another process said"
+                    self.cache.forget(creds, fingerprint, why)
+                since_count += WATCH_INTERVAL
+                if since_count >= COUNT_INTERVAL and shared.down is None:
+                    since_count = 0.0
+                    with contextlib.suppress(StoreError):
+                        self.stored_tokens = await shared.store.count()
+            except Exception:  # a bug of ours must not end the watch: purges would stop
+                log.exception("watching the token store failed")
 
     async def _prefetch(self, credential_sets: list[Credentials]) -> None:
         limit = asyncio.Semaphore(PREFETCH_CONCURRENCY)

@@ -295,8 +295,8 @@ class TokenCache:
             entry.from_store += 1
         lifetime = token.expires_in or self.default_lifetime
         issued = started - token.age  # a stored token's lifetime began at its first fetch
-        entry.usable_until = issued + lifetime - min(self.expiry_delta, lifetime / 2)
-        entry.refresh_at = min(issued + lifetime * self.refresh_ahead, entry.usable_until)
+        entry.usable_until = issued + usable_time(lifetime, self.expiry_delta)
+        entry.refresh_at = issued + refresh_time(lifetime, self.expiry_delta, self.refresh_ahead)
         entry.failures = 0
         entry.last_error = None
         entry.retry_at = 0.0
@@ -397,6 +397,17 @@ class TokenCache:
             next_attempt_in=round(delay, 1),
             still_using=entry.token.access_token.fingerprint if still and entry.token else None,
         )
+
+
+def usable_time(lifetime: float, expiry_delta: float) -> float:
+    """Seconds after its fetch that a token of `lifetime` is handed out: `expiry_delta` early,
+    but never before half its lifetime, so that short-lived tokens are still reused."""
+    return lifetime - min(expiry_delta, lifetime / 2)
+
+
+def refresh_time(lifetime: float, expiry_delta: float, refresh_ahead: float) -> float:
+    """Seconds after its fetch from which a request starts the next fetch in the background."""
+    return min(lifetime * refresh_ahead, usable_time(lifetime, expiry_delta))
 
 
 def _drop(entry: _Entry) -> None:

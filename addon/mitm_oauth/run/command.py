@@ -3,8 +3,8 @@
 Starts mitmdump with the addon on 127.0.0.1 and a free port, waits until it
 listens and its CA exists, runs CMD with an environment that sends its traffic
 through the proxy and trusts the proxy's CA, and exits with CMD's status. The
-variables the rules read secrets from are left out of CMD's environment: the
-app no longer needs them.
+variables the rules read secrets from, and those that open the shared token
+store, are left out of CMD's environment: the app no longer needs them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import IO
 
 from ..config.environment import references
 from ..config.load import load_rules, read_document
+from ..store.sealing import KEY_VARIABLE
+from ..store.spec import PASSWORD_VARIABLE
 from .environment import child_environment, trust_files
 
 ENTRY = "from mitm_oauth.mitm.addon import ClientCredentials\n\naddons = [ClientCredentials()]\n"
@@ -49,8 +51,8 @@ def run(rules: str, options: Sequence[str], command: Sequence[str]) -> int:
         script.write_text(ENTRY)
         proxy = _start(script, rules, options)
         lines: deque[str] = deque(maxlen=KEPT_LINES)
+        port, reader = _wait_for_port(proxy, lines)
         try:
-            port = _wait_for_port(proxy, lines)
             if port is None:
                 sys.stderr.write("".join(lines))
                 print("error: mitmdump did not start", file=sys.stderr)
@@ -60,10 +62,11 @@ def run(rules: str, options: Sequence[str], command: Sequence[str]) -> int:
                 print(f"error: mitmdump listens, but its CA is not at {ca}", file=sys.stderr)
                 return 2
             trust = trust_files(ca, folder, os.environ)
-            env = child_environment(os.environ, port, trust, secrets=_secret_names(rules))
+            secrets = _secret_names(rules) | _store_secret_names(options)
+            env = child_environment(os.environ, port, trust, secrets=secrets)
             return _run_child(command, env)
         finally:
-            _stop(proxy, lines)
+            _stop(proxy, lines, reader)
 
 
 def _start(script: Path, rules: str, options: Sequence[str]) -> subprocess.Popen[str]:
@@ -77,8 +80,11 @@ def _start(script: Path, rules: str, options: Sequence[str]) -> subprocess.Popen
     )
 
 
-def _wait_for_port(proxy: subprocess.Popen[str], lines: deque[str]) -> int | None:
-    """The port mitmdump listens on, once it says so; None if it exits or takes too long."""
+def _wait_for_port(
+    proxy: subprocess.Popen[str], lines: deque[str]
+) -> tuple[int | None, threading.Thread]:
+    """The port mitmdump listens on, once it says so (None if it exits or takes too long), and
+    the thread that goes on reading its output into `lines`."""
     found: list[int] = []
     listening = threading.Event()
 
@@ -92,9 +98,10 @@ def _wait_for_port(proxy: subprocess.Popen[str], lines: deque[str]) -> int | Non
         listening.set()  # it exited
 
     assert proxy.stdout is not None
-    threading.Thread(target=read, args=(proxy.stdout,), daemon=True).start()
+    reader = threading.Thread(target=read, args=(proxy.stdout,), daemon=True)
+    reader.start()
     listening.wait(START_TIMEOUT)
-    return found[0] if found else None
+    return (found[0] if found else None), reader
 
 
 def _run_child(command: Sequence[str], env: dict[str, str]) -> int:
@@ -117,7 +124,7 @@ def _run_child(command: Sequence[str], env: dict[str, str]) -> int:
     return status if status >= 0 else 128 - status
 
 
-def _stop(proxy: subprocess.Popen[str], lines: deque[str]) -> None:
+def _stop(proxy: subprocess.Popen[str], lines: deque[str], reader: threading.Thread) -> None:
     """Stop mitmdump and print the addon's summary of what it did."""
     proxy.terminate()
     try:
@@ -125,6 +132,7 @@ def _stop(proxy: subprocess.Popen[str], lines: deque[str]) -> None:
     except subprocess.TimeoutExpired:
         proxy.kill()
         proxy.wait()
+    reader.join(10)  # its last lines, the summary among them, may still be on their way
     for line in lines:
         if _SUMMARY.search(line):
             sys.stderr.write(line)
@@ -133,6 +141,16 @@ def _stop(proxy: subprocess.Popen[str], lines: deque[str]) -> None:
 def _confdir(options: Sequence[str]) -> Path:
     given = [o.split("=", 1)[1] for o in options if o.startswith("confdir=")]
     return Path(given[-1] if given else "~/.mitmproxy").expanduser()
+
+
+def _store_secret_names(options: Sequence[str]) -> set[str]:
+    """The variables that open the shared token store: its keys, its password, and any
+    variable `oauth_store` names. With them the app could read every stored token."""
+    names = {KEY_VARIABLE, PASSWORD_VARIABLE}
+    for option in options:
+        if option.startswith("oauth_store="):
+            names |= references(option)
+    return names
 
 
 def _secret_names(rules: str) -> set[str]:

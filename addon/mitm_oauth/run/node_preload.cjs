@@ -15,9 +15,19 @@ const net = require("node:net");
 const tls = require("node:tls");
 
 const DISPATCHER = Symbol.for("undici.globalDispatcher.1");
-const proxy = new URL(process.env.HTTPS_PROXY || process.env.https_proxy || "");
-const proxyHost = proxy.hostname.replace(/^\[|\]$/g, "");
-const proxyPort = Number(proxy.port || 80);
+// NODE_OPTIONS reaches every Node process below the command, some of which may have dropped
+// the proxy variables: those are left as they are.
+const proxy = parsed(process.env.HTTPS_PROXY || process.env.https_proxy);
+const proxyHost = proxy ? proxy.hostname.replace(/^\[|\]$/g, "") : "";
+const proxyPort = proxy ? Number(proxy.port || 80) : 0;
+
+function parsed(url) {
+  try {
+    return url ? new URL(url) : null;
+  } catch {
+    return null;
+  }
+}
 
 // Whether a connection is for Node, or the app, to make as it is: to a Unix socket, to
 // the proxy itself (an app that speaks to it by itself), or by an agent Node routes.
@@ -105,7 +115,7 @@ function routeFetch() {
   });
 }
 
-if (proxy.hostname) {
+if (proxy && proxy.hostname) {
   const routesItself = Boolean(http.globalAgent.options && http.globalAgent.options.proxyEnv);
   routeModules();
   if (!routesItself) routeFetch();

@@ -80,8 +80,8 @@ class RedisStore:
 
     async def purged(self) -> set[tuple[str, str]]:
         members = await self._run(self._script(_MARKED, [PURGES], []))
-        marks = (bytes(m).decode().split(" ", 1) for m in members)
-        return {(key, fingerprint) for key, fingerprint in marks}
+        marks = (bytes(m).decode("utf-8", "replace").split(" ") for m in members)
+        return {(mark[0], mark[1]) for mark in marks if len(mark) == 2}  # others: not ours
 
     async def count(self) -> int:
         async def work() -> int:

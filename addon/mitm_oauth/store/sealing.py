@@ -54,11 +54,13 @@ class Sealer:
     def seal(self, material: bytes, value: bytes) -> bytes:
         return self._fernet(material).encrypt(value)
 
-    def open(self, material: bytes, sealed: bytes) -> bytes | None:
-        """The value, or None when it was sealed with another key or tampered with."""
+    def open(self, material: bytes, sealed: bytes) -> tuple[bytes, float] | None:
+        """The value and when it was sealed (epoch seconds), or None when it was sealed with
+        another key, tampered with, or is not a sealed value at all."""
+        fernet = self._fernet(material)
         try:
-            return self._fernet(material).decrypt(sealed)
-        except InvalidToken:
+            return fernet.decrypt(sealed), float(fernet.extract_timestamp(sealed))
+        except (InvalidToken, TypeError):
             return None
 
     def _fernet(self, material: bytes) -> Fernet | MultiFernet:

@@ -25,10 +25,11 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from ..model import Credentials
+from ..oauth.cache import Fetch, refresh_time, usable_time
 from ..oauth.response import Token
 from ..secret import Secret
 from .base import StoreError, TokenStore
@@ -45,8 +46,6 @@ RETRY = 5.0
 """Seconds before a store that failed is tried again."""
 EXTRA_WAIT = 5.0
 """Seconds beyond the token timeout that a process waits for another's fetch."""
-
-Fetch = Callable[[Credentials], Awaitable[Token]]
 
 
 class Schedule(Protocol):
@@ -104,7 +103,12 @@ class SharedFetch:
             material = credential_material(creds)
             key = store_key(material)
             stored = await self.store.get(key)
-            if stored is not None and self._open(material, stored.value) == token.access_token:
+            record = None if stored is None else self._record(key, material, stored.value)
+            if (
+                stored is not None
+                and record
+                and record["access_token"] == token.access_token.reveal()
+            ):
                 await self.store.delete_if(key, stored.value)
             lifetime = token.expires_in or self.schedule.default_lifetime
             await self.store.mark_purged(key, token.access_token.fingerprint, lifetime)
@@ -158,27 +162,42 @@ class SharedFetch:
         self._answered()
         if stored is None:
             return None
-        opened = self.sealer.open(material, stored.value)
+        record = self._record(key, material, stored.value)
+        if record is None:
+            return None
+        expires_in = record["expires_in"]
+        lifetime = expires_in or self.schedule.default_lifetime
+        schedule = self.schedule
+        age = max(0.0, usable_time(lifetime, schedule.expiry_delta) - stored.remaining)
+        if age >= refresh_time(lifetime, schedule.expiry_delta, schedule.refresh_ahead):
+            return None  # past its refresh point: fetch the next one
+        return Token(
+            Secret(record["access_token"]),
+            record["token_type"],
+            expires_in,
+            record["scope"],
+            age=age,
+            source="store",
+        )
+
+    def _record(self, key: str, material: bytes, value: bytes) -> dict[str, Any] | None:
+        """The token record sealed in `value`, if it opens here, was sealed for `key` (not
+        copied from another credential set's), and is not older than its token's lifetime
+        (not put back after its time); None otherwise: a miss, never an error."""
+        opened = self.sealer.open(material, value)
         if opened is None:
             return None
+        plain, sealed_at = opened
         try:
-            record = json.loads(opened)
-            expires_in = record["expires_in"]
-            lifetime = expires_in or self.schedule.default_lifetime
-            usable = self._usable(lifetime)
-            age = max(0.0, usable - stored.remaining)
-            if age >= min(lifetime * self.schedule.refresh_ahead, usable):
-                return None  # past its refresh point: fetch the next one
-            return Token(
-                Secret(record["access_token"]),
-                record["token_type"],
-                expires_in,
-                record["scope"],
-                age=age,
-                source="store",
-            )
+            record = json.loads(plain)
+            if not isinstance(record, dict) or record.get("key") != key:
+                return None
+            if not isinstance(record.get("access_token"), str):
+                return None
+            lifetime = record["expires_in"] or self.schedule.default_lifetime
+            return record if time.time() - sealed_at <= lifetime else None
         except (ValueError, KeyError, TypeError):
-            return None  # a value some other version wrote: a miss
+            return None  # a value some other version wrote
 
     async def _fetch_and_keep(
         self, creds: Credentials, key: str, material: bytes, lock: str, owner: str
@@ -190,9 +209,10 @@ class SharedFetch:
         finally:
             holding.cancel()
         lifetime = token.expires_in or self.schedule.default_lifetime
-        ttl = self._usable(lifetime) - (time.monotonic() - started)
+        ttl = usable_time(lifetime, self.schedule.expiry_delta) - (time.monotonic() - started)
         if ttl > 0:
             record = {
+                "key": key,
                 "access_token": token.access_token.reveal(),
                 "token_type": token.token_type,
                 "expires_in": token.expires_in,
@@ -217,17 +237,6 @@ class SharedFetch:
             await self.store.release(lock, owner)
         except StoreError as e:
             self._failed(e)  # the lock runs out by itself
-
-    def _open(self, material: bytes, value: bytes) -> Secret | None:
-        opened = self.sealer.open(material, value)
-        try:
-            return None if opened is None else Secret(json.loads(opened)["access_token"])
-        except (ValueError, KeyError, TypeError):
-            return None
-
-    def _usable(self, lifetime: float) -> float:
-        """Seconds a token of `lifetime` is handed out, as the cache counts them."""
-        return lifetime - min(self.schedule.expiry_delta, lifetime / 2)
 
     def _failed(self, error: StoreError) -> None:
         self._retry_at = time.monotonic() + RETRY

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..config.environment import UnsetVariable, expand
 
@@ -76,9 +76,14 @@ def _check_network(parts: SplitResult) -> None:
 
 
 def _shown(parts: SplitResult) -> str:
-    """The URL with its password replaced by ***."""
-    if parts.password is None:
-        return urlunsplit(parts) if parts.netloc else f"{parts.scheme}://{parts.path}"
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """The URL with its password (in the user part, or a `password=` parameter, which Redis
+    clients read too) replaced by ***."""
+    if parts.query:
+        query = [(n, "***" if n.lower() == "password" else v) for n, v in parse_qsl(parts.query)]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    if parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if not parts.netloc:
+        return f"{parts.scheme}://{parts.path}" + (f"?{parts.query}" if parts.query else "")
+    return urlunsplit(parts)

@@ -56,7 +56,9 @@ class SQLiteStore:
             row = db.execute(
                 "SELECT value, expires_at FROM tokens WHERE key = ? AND expires_at > ?", (key, now)
             ).fetchone()
-            return None if row is None else Stored(row[0], row[1] - now)
+            if row is None or not isinstance(row[0], bytes) or not isinstance(row[1], float):
+                return None  # nothing, or nothing this code wrote: a miss
+            return Stored(row[0], row[1] - now)
 
         return await self._run(work)
 
@@ -171,7 +173,7 @@ class SQLiteStore:
             return self._db
         self._close()
         try:
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            _own(self.path)
             db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode = WAL")
@@ -188,3 +190,17 @@ class SQLiteStore:
             self._db.close()
             self._db = None
             self._file = None
+
+
+def _own(path: str) -> None:
+    """Make the file if it is missing, readable by its owner only; refuse a symbolic link or a
+    file another user owns (in a shared folder, someone else's file could feed us tokens)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.getuid():
+            raise StoreError(f"sqlite:{path}: owned by another user: not used")
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
