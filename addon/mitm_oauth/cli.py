@@ -34,10 +34,7 @@ from .oauth.response import Token
 from .observe.exchange import Exchange
 from .run import run
 from .store.base import StoreError
-from .store.opening import describe, open_store
-from .store.sealing import Sealer, configured_keys
-from .store.shared import SharedFetch
-from .store.spec import parse_store
+from .store.opening import describe, shared_fetch
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,15 +103,15 @@ async def fetch_all(rules: list[Rule], seconds_each: float, store_option: str | 
     try:
         if store_option:
             try:
-                store = open_store(parse_store(store_option))
-                sealer = Sealer(configured_keys())
+                shared = shared_fetch(
+                    store_option, client.fetch, TokenCache(client.fetch), token_timeout=seconds_each
+                )
             except (ValueError, StoreError) as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
-            if store is not None:
+            if shared is not None:
+                store = shared.store
                 print(await describe(store))
-                shared = SharedFetch(store, client.fetch, sealer, TokenCache(client.fetch))
-                shared.token_timeout = seconds_each
                 fetch = shared.fetch
         failures = 0
         for creds, names in credential_sets(rules).items():

@@ -20,10 +20,8 @@ from ..oauth.cache import TokenCache
 from ..oauth.client import TokenClient
 from ..oauth.response import Token
 from ..store.base import StoreError
-from ..store.opening import open_store
-from ..store.sealing import Sealer, configured_keys
+from ..store.opening import shared_fetch
 from ..store.shared import SharedFetch
-from ..store.spec import MEMORY, StoreSpec, parse_store
 from .event_log import EventRecorder
 
 log = logging.getLogger(__name__)
@@ -43,7 +41,6 @@ class Sharing:
         self.cache = cache
         self.client = client
         self.events = events
-        self.spec: StoreSpec = MEMORY
         self.shared: SharedFetch | None = None
         self.stored_tokens: int | None = None
         self._watch: asyncio.Task[None] | None = None
@@ -63,21 +60,21 @@ class Sharing:
                 self.shared.token_timeout = ctx.options.oauth_token_timeout
             return
         try:
-            spec = parse_store(ctx.options.oauth_store)
-            sealer = Sealer(configured_keys() if spec.kind != "memory" else None)
-            store = open_store(spec)
+            shared = shared_fetch(
+                ctx.options.oauth_store,
+                self.client.fetch,
+                self.cache,
+                token_timeout=ctx.options.oauth_token_timeout,
+                on_event=self.events.record,
+            )
         except (ValueError, StoreError) as e:
             raise exceptions.OptionsError(str(e)) from None
-        previous = self.shared
-        self.spec = spec
-        self.shared = None
+        previous, self.shared = self.shared, shared
         self.stored_tokens = None
-        if store is not None:
-            self.shared = SharedFetch(
-                store, self.client.fetch, sealer, self.cache, on_event=self.events.record
+        if shared is not None:
+            log.info(
+                "tokens shared through %s, sealed %s", shared.store.description, shared.sealer.mode
             )
-            self.shared.token_timeout = ctx.options.oauth_token_timeout
-            log.info("tokens shared through %s, sealed %s", spec.display, sealer.mode)
         if previous is not None:
             self._spawn(previous.store.close())
 
@@ -103,10 +100,11 @@ class Sharing:
     def status_line(self) -> str:
         if self.shared is None:
             return "store: memory (this process only)"
+        where = self.shared.store.description
         if self.shared.down is not None:
-            return f"store: {self.spec.display}: unreachable ({self.shared.down})"
+            return f"store: {where}: unreachable ({self.shared.down})"
         count = "?" if self.stored_tokens is None else str(self.stored_tokens)
-        return f"store: {self.spec.display}: reachable, {count} token(s) stored"
+        return f"store: {where}: reachable, {count} token(s) stored"
 
     async def watch(self) -> None:
         """Drop the tokens other processes purged; count the stored ones now and then."""
