@@ -11,6 +11,7 @@ import time
 
 from .errors import TokenError
 from .model import DEFAULT_HEADER_VALUE, Rule
+from .oauth.dpop import DPoPKey
 from .oauth.response import Token
 from .secret import redacted
 
@@ -70,6 +71,7 @@ class Injection:
 
     __slots__ = (
         "comment",
+        "dpop_key",
         "fields",
         "metadata",
         "redacted",
@@ -80,16 +82,21 @@ class Injection:
     )
 
     def __init__(
-        self, rule: Rule, token: Token, usable_until: float | None, jkt: str | None = None
+        self,
+        rule: Rule,
+        token: Token,
+        usable_until: float | None,
+        dpop_key: DPoPKey | None = None,
     ) -> None:
         """`usable_until`: wall-clock time (epoch seconds) until which the token is handed out;
-        `jkt`: the thumbprint of the key a DPoP-bound token is bound to."""
+        `dpop_key`: for a DPoP rule, the key its requests' proofs are signed with."""
         name = rule.header_name.encode()
         fields = [(name, header_value(rule, token).encode("utf-8", "surrogateescape"))]
         if rule.accept is not None:
             fields.append((b"Accept", rule.accept.encode()))
         self.rule = rule
         self.token = token
+        self.dpop_key = dpop_key
         proven = rule.credentials.dpop is not None
         self.replaced = frozenset(n.lower() for n, _ in fields) | (DPOP if proven else set())
         """The names of the fields this injection replaces, lower-case (a client's own DPoP
@@ -114,6 +121,7 @@ class Injection:
         }
         bound = ""
         if proven:
+            jkt = None if dpop_key is None else dpop_key.thumbprint
             self.metadata["dpop_jkt"] = jkt
             bound = f", DPoP-bound to key {jkt}"
         self.comment = f"rule {rule.name}: token sha256:{fingerprint}{until}{bound}"

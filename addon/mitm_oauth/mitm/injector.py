@@ -112,12 +112,8 @@ class Injector:
                 self.refuser.refuse_for(flow, rule, e)
                 return
         fields = given.fields
-        if rule.credentials.dpop is not None:
-            try:
-                fields += ((b"DPoP", self.sign(flow.request, given).encode()),)
-            except ValueError as e:
-                self.refuser.refuse_for(flow, rule, TokenError(f"cannot sign a DPoP proof: {e}"))
-                return
+        if given.dpop_key is not None:
+            fields += ((b"DPoP", self.sign(flow.request, given).encode()),)
         headers = flow.request.headers
         headers.fields = replace_fields(headers.fields, given.replaced, fields)
         self.injections[flow] = given
@@ -126,17 +122,24 @@ class Injector:
 
     def sign(self, request: http.Request, given: Injection) -> str:
         """A fresh DPoP proof for `request` and the token it carries (RFC 9449 §7)."""
-        return self.proofs.proof(
-            given.rule.credentials,
-            request.method,
-            request.url,
-            given.token.access_token.reveal(),
-        )
+        assert given.dpop_key is not None
+        token = given.token.access_token.reveal()
+        return self.proofs.proof(given.dpop_key, request.method, request.url, token)
 
     def injection(self, rule: Rule, lease: Lease) -> Injection:
-        """What `rule`'s requests get with `lease`; raises TokenError if it may not be sent."""
+        """What `rule`'s requests get with `lease`; raises TokenError if it may not be sent.
+
+        A DPoP rule's key is taken here, once per token, rather than per request: its
+        proofs need no file check on the way, and stay signed by one key for the token.
+        """
         until = lease.usable_until
-        given = Injection(rule, lease.token, until, self.proofs.thumbprint(rule.credentials))
+        key = None
+        if rule.credentials.dpop is not None:
+            try:
+                key = self.proofs.keys.key(rule.credentials)
+            except ValueError as e:
+                raise TokenError(f"cannot sign DPoP proofs: {e}") from None
+        given = Injection(rule, lease.token, until, key)
         # The whole header value too: HTTP/2 and HTTP/3 compress it as one string, which
         # proxy_debug then logs as bytes that contain no spelling of the token alone.
         value = given.fields[0][1]

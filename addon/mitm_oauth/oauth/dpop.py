@@ -180,9 +180,8 @@ class RequestProofs:
         self.keys = keys
         self.nonces = Nonces()
 
-    def proof(self, creds: Credentials, method: str, url: str, access_token: str) -> str:
-        """A fresh proof for one request; ValueError for a key file that cannot be used."""
-        key = self.keys.key(creds)
+    def proof(self, key: DPoPKey, method: str, url: str, access_token: str) -> str:
+        """A fresh proof for one request, with the API's newest nonce."""
         return proof(key, method, url, access_token=access_token, nonce=self.nonces.get(url))
 
     def thumbprint(self, creds: Credentials) -> str | None:
