@@ -44,6 +44,8 @@ class Sharing:
         self.shared: SharedFetch | None = None
         self.stored_tokens: int | None = None
         self._watch: asyncio.Task[None] | None = None
+        """Looks for purge marks in the current store; none in memory mode."""
+        self._running = False
         self._tasks: set[asyncio.Task[None]] = set()
         cache.on_purge = self.announce_purge
 
@@ -77,9 +79,19 @@ class Sharing:
             )
         if previous is not None:
             self._spawn(previous.store.close())
+        self._watch_store()
 
     def running(self) -> None:
-        self._watch = asyncio.get_running_loop().create_task(self.watch())
+        self._running = True
+        self._watch_store()
+
+    def _watch_store(self) -> None:
+        """One watch per store, from when mitmproxy runs: stopped with the store it watches."""
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        if self._running and self.shared is not None:
+            self._watch = asyncio.get_running_loop().create_task(self.watch(self.shared))
 
     async def done(self) -> None:
         if self._watch is not None:
@@ -106,14 +118,11 @@ class Sharing:
         count = "?" if self.stored_tokens is None else str(self.stored_tokens)
         return f"store: {where}: reachable, {count} token(s) stored"
 
-    async def watch(self) -> None:
+    async def watch(self, shared: SharedFetch) -> None:
         """Drop the tokens other processes purged; count the stored ones now and then."""
         since_count = COUNT_INTERVAL
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            shared = self.shared
-            if shared is None:
-                continue
             try:
                 for creds, fingerprint in await shared.rejected_elsewhere():
                     why = "rejected upstream, as another process said"
