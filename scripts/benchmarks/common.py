@@ -163,3 +163,28 @@ def idp_stats(ports: Ports) -> dict[str, list[float]]:
     with urllib.request.urlopen(f"http://127.0.0.1:{ports['idp']}/stats", timeout=10) as answer:
         fetched: dict[str, list[float]] = json.load(answer)
         return fetched
+
+
+def cpu_per_request(
+    proxies: dict[str, Proxy], url: str, rounds: int, seconds: float
+) -> list[dict[str, float]]:
+    """Each proxy's CPU µs per request, round by round, all loaded at once (two connections
+    each), after a second of warm-up that fetches their tokens. Stops the proxies."""
+    targets = [{"proxy": p.port, "url": url, "connections": 2} for p in proxies.values()]
+    per_round: list[dict[str, float]] = []
+    try:
+        load({"mode": "throughput", "duration": 1, "targets": targets})
+        for _ in range(rounds):
+            before = {name: p.cpu_ns() for name, p in proxies.items()}
+            answer = load({"mode": "throughput", "duration": seconds, "targets": targets})
+            assert not any(answer["errors"]), answer
+            per_round.append(
+                {
+                    name: (p.cpu_ns() - before[name]) / 1000 / max(count, 1)
+                    for (name, p), count in zip(proxies.items(), answer["counts"], strict=True)
+                }
+            )
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
+    return per_round

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from mitm_oauth.oauth.dpop import ALGORITHMS, generate_key, proof
-from scripts.benchmarks.common import ADDON, Ports, Proxy, Results, load
+from scripts.benchmarks.common import ADDON, Ports, Proxy, Results, cpu_per_request
 
 SIGNED = 2_000
 
@@ -52,24 +52,7 @@ def _side_by_side(work: Path, ca: Path, ports: Ports, rounds: int, seconds: floa
         name: Proxy(name, work, ca, ADDON, _rules(work, ports, dpop))
         for name, dpop in (("bearer", False), ("dpop", True))
     }
-    url = f"http://127.0.0.1:{ports['http']}/v1"
-    targets = [{"proxy": p.port, "url": url, "connections": 2} for p in proxies.values()]
-    per_round: list[dict[str, float]] = []
-    try:
-        load({"mode": "throughput", "duration": 1, "targets": targets})
-        for _ in range(rounds):
-            before = {k: p.cpu_ns() for k, p in proxies.items()}
-            answer = load({"mode": "throughput", "duration": seconds, "targets": targets})
-            assert not any(answer["errors"]), answer
-            per_round.append(
-                {
-                    name: (p.cpu_ns() - before[name]) / 1000 / max(count, 1)
-                    for (name, p), count in zip(proxies.items(), answer["counts"], strict=True)
-                }
-            )
-    finally:
-        for proxy in proxies.values():
-            proxy.stop()
+    per_round = cpu_per_request(proxies, f"http://127.0.0.1:{ports['http']}/v1", rounds, seconds)
     return {
         "bearer_cpu_us": statistics.median(r["bearer"] for r in per_round),
         "dpop_cpu_us": statistics.median(r["dpop"] for r in per_round),

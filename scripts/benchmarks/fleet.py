@@ -26,6 +26,7 @@ from scripts.benchmarks.common import (
     Ports,
     Proxy,
     Results,
+    cpu_per_request,
     idp_stats,
     load,
     pinned,
@@ -153,23 +154,7 @@ def _steady(work: Path, ca: Path, ports: Ports, stores: dict[str, str], seconds:
         )
         for kind, store in stores.items()
     }
-    url = f"http://127.0.0.1:{ports['http']}/v1"
-    targets = [{"proxy": p.port, "url": url, "connections": 2} for p in proxies.values()]
-    rounds: list[dict[str, float]] = []
-    try:
-        load({"mode": "throughput", "duration": 1, "targets": targets})  # tokens fetched
-        for _ in range(5):
-            before = {k: p.cpu_ns() for k, p in proxies.items()}
-            answer = load({"mode": "throughput", "duration": seconds, "targets": targets})
-            rounds.append(
-                {
-                    kind: (p.cpu_ns() - before[kind]) / 1000 / max(count, 1)
-                    for (kind, p), count in zip(proxies.items(), answer["counts"], strict=True)
-                }
-            )
-    finally:
-        for proxy in proxies.values():
-            proxy.stop()
+    rounds = cpu_per_request(proxies, f"http://127.0.0.1:{ports['http']}/v1", 5, seconds)
     return {
         kind: {
             "cpu_us": statistics.median(r[kind] for r in rounds),
