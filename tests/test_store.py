@@ -509,3 +509,20 @@ def test_a_purge_mark_that_is_not_ours_is_ignored(fresh_redis):
             await store.close()
 
     assert asyncio.run(scenario()) == {("k", "fp")}
+
+
+def test_connections_from_before_a_redis_restart_are_not_a_store_failure(fresh_redis):
+    """redis-server restarted: each pooled connection fails once; the call goes on anew."""
+
+    async def scenario() -> list[object]:
+        store = RedisStore(parse_store(fresh_redis.url))
+        try:
+            await asyncio.gather(*(store.get(K) for _ in range(5)))  # five pooled connections
+            fresh_redis.kill()
+            fresh_redis.start()
+            calls = (store.get(K) for _ in range(5))
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await store.close()
+
+    assert asyncio.run(scenario()) == [None] * 5

@@ -13,6 +13,9 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from .base import DEFAULT_TIMEOUT, Stored, StoreError
@@ -48,6 +51,10 @@ class RedisStore:
             password=spec.password,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
+            # A pooled connection from before a Redis restart fails once: that is not the
+            # store being down, so the call is tried once more, on a new connection.
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
         )
 
     async def get(self, key: str) -> Stored | None:
